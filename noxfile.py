@@ -1,0 +1,66 @@
+"""Sessions of the template repository: `uvx nox` runs the tests.
+
+`uvx nox -s demo` renders a project and walks through the migration loop;
+`uvx nox -s lint` checks this repo and a rendered project with ruff.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["tests"]
+nox.options.reuse_venv = "yes"
+
+PYTHON = "3.12"
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def select_pyenv_interpreters() -> None:
+    """pyenv's `python3.12` shim answers only while 3.12 is selected: select every 3.12+."""
+    if "PYENV_VERSION" in os.environ or shutil.which("pyenv") is None:
+        return
+    pyenv = ["pyenv", "versions", "--bare", "--skip-aliases"]
+    versions = subprocess.run(pyenv, capture_output=True, text=True, check=False).stdout.split()
+    current = subprocess.run(
+        ["pyenv", "version-name"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    wanted = [current, *(v for v in versions if re.fullmatch(r"3\.1[2-9]\.\d+", v))]
+    os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys(filter(None, wanted)))
+
+
+select_pyenv_interpreters()
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+
+
+def install_group(session: nox.Session, group: str) -> None:
+    session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Render projects with the real Copier and run their real tools against PostgreSQL."""
+    install_group(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff on this repo, then on a freshly rendered project."""
+    install_group(session, "test")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("pytest", "tests/test_render.py", "-k", "ruff_clean")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Render a project, start a throwaway server, and run the migration loop step by step."""
+    install_group(session, "test")
+    session.run("python", "-m", "tests.demo", *session.posargs)

@@ -1,0 +1,35 @@
+"""The migration gate as one command: `uvx nox` from backend/ (template-owned).
+
+Sessions run in the project's own environment (`uv run`), so the gate tests
+exactly what `uv sync` installs. `uvx nox -s tests` runs one of them.
+"""
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.sessions = ["lint", "tests", "check", "lint-migrations"]
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff on the code; revisions are reviewed, not restyled."""
+    session.run("uv", "run", "ruff", "check", ".")
+    session.run("uv", "run", "ruff", "format", "--check", ".")
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The migration gate and your own tests, against a real PostgreSQL."""
+    session.run("uv", "run", "pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def check(session: nox.Session) -> None:
+    """Upgrade a scratch database to head, then `alembic check` it."""
+    session.run("uv", "run", "python", "-m", "tests.migration_gate.cli", "check")
+
+
+@nox.session(name="lint-migrations", venv_backend="none")
+def lint_migrations(session: nox.Session) -> None:
+    """squawk on the SQL of every revision, one at a time."""
+    session.run("uv", "run", "python", "-m", "tests.migration_gate.cli", "lint-migrations")

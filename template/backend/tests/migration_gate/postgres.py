@@ -1,0 +1,235 @@
+"""PostgreSQL for tests: one server per session, a fresh database per test.
+
+Template-owned. ``TEST_DATABASE_URL`` points the tests at an existing server
+(they create and drop only their own ``test_*`` databases there). Without it,
+a throwaway server is started from the installed binaries; as root it runs
+under the unprivileged ``postgres`` account, because PostgreSQL refuses root.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from pytest_postgresql.executors import PostgreSQLExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+UNPRIVILEGED_ACCOUNTS = ("postgres", "nobody")
+# A throwaway server need not survive a crash; this makes initdb and DDL fast.
+FAST_UNSAFE_OPTIONS = "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+PASSWORD_AUTH = "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+NO_SERVER_HELP = (
+    "no PostgreSQL server for the tests: install the server binaries "
+    "(apt-get install postgresql, brew install postgresql) or set "
+    "TEST_DATABASE_URL=postgresql://user:password@host:5432/postgres"
+)
+
+
+@dataclass(frozen=True)
+class NoServerError(RuntimeError):
+    """No server can be had; the message is one line that says what to install or set."""
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where the test server listens; ``maintenance_db`` is where databases are created from."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None
+    maintenance_db: str
+
+    def url(self, dbname: str) -> str:
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}"
+
+    def janitor(self, dbname: str, **options: object) -> DatabaseJanitor:
+        return DatabaseJanitor(
+            user=self.user,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            dbname=dbname,
+            maintenance_dbname=self.maintenance_db,
+            connection_timeout=10,
+            **options,  # type: ignore[arg-type]
+        )
+
+
+def server_from_url(raw: str) -> PostgresServer:
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise NoServerError(
+            "TEST_DATABASE_URL is not a valid URL; expected postgresql://user:password@host:5432/postgres"
+        ) from None
+    return PostgresServer(
+        host=url.host or "localhost",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,  # type: ignore[arg-type]
+        maintenance_db=url.database or "postgres",
+    )
+
+
+def find_pg_ctl() -> Path | None:
+    candidates = []
+    if shutil.which("pg_config"):
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(Path(bindir.stdout.strip()) / "pg_ctl")
+    if found := shutil.which("pg_ctl"):
+        candidates.append(Path(found))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
+    return next((path for path in candidates if path.is_file() and os.access(path, os.X_OK)), None)
+
+
+def unprivileged_account() -> pwd.struct_passwd:
+    for name in UNPRIVILEGED_ACCOUNTS:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise NoServerError(
+        "running as root, but there is no 'postgres' account to run the test server as: "
+        "create one (useradd --system postgres) or set TEST_DATABASE_URL"
+    )
+
+
+def pg_ctl_as(account: pwd.struct_passwd, pg_ctl: Path, workdir: Path) -> Path:
+    """A pg_ctl wrapper that runs the real one as ``account``, from a directory it can read."""
+    wrapper = workdir / "pg_ctl"
+    wrapper.write_text(
+        f'#!/bin/sh\ncd "{workdir}" && exec runuser -u {account.pw_name} -- "{pg_ctl}" "$@"\n'
+    )
+    wrapper.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    return wrapper
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def throwaway_server(port: int | None = None) -> Iterator[PostgresServer]:
+    """Start a PostgreSQL server in a temporary directory; remove it afterwards."""
+    pg_ctl = find_pg_ctl()
+    if pg_ctl is None:
+        raise NoServerError(NO_SERVER_HELP)
+    workdir = Path(tempfile.mkdtemp(prefix="pytest-postgres-"))
+    executable = pg_ctl
+    if os.geteuid() == 0:
+        account = unprivileged_account()
+        os.chown(workdir, account.pw_uid, account.pw_gid)
+        executable = pg_ctl_as(account, pg_ctl, workdir)
+    port = port or free_port()
+    executor = PostgreSQLExecutor(
+        executable=str(executable),
+        host="127.0.0.1",
+        port=port,
+        datadir=str(workdir / "data"),
+        unixsocketdir=str(workdir),
+        logfile=str(workdir / "server.log"),
+        startparams="-w",
+        dbname="postgres",
+        user="postgres",
+        postgres_options=FAST_UNSAFE_OPTIONS,
+    )
+    try:
+        with executor:
+            server = PostgresServer("127.0.0.1", port, "postgres", None, "postgres")
+            require_passwords(server, workdir / "data")
+            yield server
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def reachable(server: PostgresServer) -> PostgresServer:
+    try:
+        psycopg.connect(server.url(server.maintenance_db), connect_timeout=5).close()
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[0]
+        raise NoServerError(
+            f"cannot reach TEST_DATABASE_URL's server {server.host}:{server.port}: {reason}"
+        ) from None
+    return server
+
+
+def require_passwords(server: PostgresServer, datadir: Path) -> None:
+    """Let only the superuser in without a password, as on a real server."""
+    (datadir / "pg_hba.conf").write_text(PASSWORD_AUTH)
+    with server.janitor("postgres").cursor() as cursor:
+        cursor.execute("SELECT pg_reload_conf()")
+
+
+@contextmanager
+def session_server() -> Iterator[PostgresServer]:
+    """``TEST_DATABASE_URL``'s server, or else a throwaway one."""
+    raw = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if raw:
+        yield reachable(server_from_url(raw))
+        return
+    with throwaway_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The one server of this test session."""
+    try:
+        with session_server() as server:
+            yield server
+    except NoServerError as error:
+        pytest.exit(str(error), returncode=4)
+
+
+def new_database_name(prefix: str = "test") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def temporary_database(server: PostgresServer, **options: object) -> Iterator[str]:
+    """Create a database, yield its URL, drop it (even if others are still connected)."""
+    dbname = new_database_name()
+    with server.janitor(dbname, **options):
+        yield server.url(dbname)
+
+
+@pytest.fixture
+def empty_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """URL of a new, empty database, dropped after the test."""
+    with temporary_database(postgres_server) as url:
+        yield url
+
+
+def template_database(server: PostgresServer, load: Callable[[str], None]) -> Iterator[str]:
+    """A template database prepared once by ``load(url)``; yields its name.
+
+    Cloning it (``CREATE DATABASE ... TEMPLATE``) costs the same however many
+    revisions ``load`` ran.
+    """
+    dbname = new_database_name("template")
+    with server.janitor(dbname, as_template=True) as janitor:
+        load(server.url(dbname))
+        with janitor.cursor() as cursor:  # nobody may stay connected to a template
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,))
+        yield dbname

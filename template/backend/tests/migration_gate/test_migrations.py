@@ -1,0 +1,74 @@
+"""The migration gate (template-owned): every revision upgrades, downgrades and matches the models.
+
+pytest-alembic's built-in tests check one head, upgrade from empty, model/DDL
+drift and up/down consistency. The stairway below adds a per-revision check
+whose failure names the revision, and a check that base leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import pytest
+from alembic.config import Config
+from alembic.script import Script, ScriptDirectory
+from pytest_alembic import MigrationContext
+from pytest_alembic.tests import (
+    test_model_definitions_match_ddl,
+    test_single_head_revision,
+    test_up_down_consistency,
+    test_upgrade,
+)
+from sqlalchemy import Engine, text
+
+from .fixtures import ALEMBIC_INI
+
+__all__ = [
+    "test_model_definitions_match_ddl",
+    "test_single_head_revision",
+    "test_up_down_consistency",
+    "test_upgrade",
+]
+
+LEFTOVERS = text(
+    """
+    SELECT c.relkind::text AS kind, n.nspname || '.' || c.relname AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+      AND c.relname NOT IN ('alembic_version', 'alembic_version_pkc')
+    UNION ALL
+    SELECT 'type', n.nspname || '.' || t.typname
+    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+      AND t.typtype IN ('e', 'd', 'r', 'm')
+    ORDER BY 1, 2
+    """
+)
+
+
+def revisions_oldest_first() -> list[Script]:
+    script = ScriptDirectory.from_config(Config(str(ALEMBIC_INI)))
+    return list(reversed(list(script.walk_revisions())))
+
+
+@pytest.mark.parametrize("revision", revisions_oldest_first(), ids=lambda rev: rev.revision)
+def test_stairway(alembic_runner: MigrationContext, revision: Script) -> None:
+    """Upgrade to the revision, downgrade one step, upgrade again."""
+    where = f"revision {revision.revision} ({revision.path})"
+    alembic_runner.migrate_up_to(revision.revision)
+    try:
+        alembic_runner.migrate_down_one()
+    except Exception as error:
+        pytest.fail(f"{where}: downgrade failed: {error}", pytrace=False)
+    try:
+        alembic_runner.migrate_up_one()
+    except Exception as error:
+        pytest.fail(f"{where}: upgrade after its own downgrade failed, so the downgrade "
+                    f"did not undo the upgrade: {error}", pytrace=False)
+
+
+def test_downgrade_to_base_leaves_nothing(alembic_runner: MigrationContext, alembic_engine: Engine) -> None:
+    """After ``downgrade base`` no table, sequence, index, view or type is left."""
+    alembic_runner.migrate_up_to("heads")
+    alembic_runner.migrate_down_to("base")
+    with alembic_engine.connect() as connection:
+        leftovers = [f"{row.kind} {row.name}" for row in connection.execute(LEFTOVERS)]
+    assert leftovers == [], f"downgrade to base left these behind: {', '.join(leftovers)}"

@@ -1,0 +1,157 @@
+"""What the template's tests and the demo share: snapshot, render, install, run.
+
+A user's story is render -> install -> add a model -> autogenerate -> upgrade ->
+check; these helpers are its verbs, each running the real tool.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import copier
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_MODULE = REPO / "template" / "backend" / "tests" / "migration_gate" / "postgres.py"
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
+}
+# Rendered projects install for this interpreter; uv must not download one.
+PROJECT_PYTHON = "3.12"
+
+
+def load_postgres_module() -> ModuleType:
+    """The rendered projects' own test-server module, so both sides share one implementation."""
+    spec = importlib.util.spec_from_file_location("template_postgres", POSTGRES_MODULE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **GIT_IDENTITY},
+        capture_output=True, text=True, check=True,
+    )
+    return result.stdout.strip()
+
+
+def working_tree_files(repo: Path) -> list[str]:
+    listed = git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    return [name for name in listed.split("\0") if name and (repo / name).is_file()]
+
+
+def snapshot_template(dst: Path, tag: str | None = None) -> Path:
+    """Copy this repository's working tree (committed or not) into a fresh git repo."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in working_tree_files(REPO):
+        target = dst / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    git(dst, "init", "--quiet", "--initial-branch=main")
+    git(dst, "add", "--all")
+    git(dst, "commit", "--quiet", "--no-verify", "-m", "template snapshot")
+    if tag:
+        git(dst, "tag", tag)
+    return dst
+
+
+def render(src: Path, dst: Path, vcs_ref: str = "HEAD", **answers: object) -> Path:
+    """``copier copy --trust --defaults`` with the given answers."""
+    copier.run_copy(
+        str(src), dst, data=answers, defaults=True, unsafe=True, vcs_ref=vcs_ref, quiet=True
+    )
+    return dst
+
+
+def uv_env() -> dict[str, str]:
+    return {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": ""}
+
+
+@dataclass
+class Project:
+    """A rendered project; commands run from ``backend/`` as the README says."""
+
+    root: Path
+    package: str = "my_service"
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> Path:
+        return self.root / "backend"
+
+    @property
+    def bin(self) -> Path:
+        return self.backend / ".venv" / "bin"
+
+    def install(self) -> None:
+        subprocess.run(
+            ["uv", "sync", "--quiet", "--python", PROJECT_PYTHON],
+            cwd=self.backend, env=uv_env(), check=True,
+        )
+
+    def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        env = {**uv_env(), **self.env, **extra_env}
+        env["PATH"] = f"{self.bin}{os.pathsep}{env['PATH']}"
+        return subprocess.run(
+            list(args), cwd=self.backend, env=env, capture_output=True, text=True, timeout=600,
+        )
+
+    def alembic(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return self.run(str(self.bin / "alembic"), *args, **extra_env)
+
+    def write_model(self, module: str, source: str) -> Path:
+        path = self.backend / self.package / "models" / f"{module}.py"
+        path.write_text(source)
+        return path
+
+    def revision_files(self) -> list[Path]:
+        return sorted((self.backend / "migrations" / "versions").glob("*.py"))
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+USER_MODEL = '''\
+from sqlmodel import Field, SQLModel
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(index=True, unique=True, max_length=320)
+    name: str
+'''
+TEAM_MODEL = '''\
+from sqlmodel import Field, SQLModel
+
+
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+'''
+
+
+def public_tables(url: str) -> set[str]:
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def version_rows(url: str) -> list[str]:
+    with psycopg.connect(url) as connection:
+        return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]

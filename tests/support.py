@@ -77,7 +77,11 @@ def render(src: Path, dst: Path, vcs_ref: str = "HEAD", **answers: object) -> Pa
 
 
 def uv_env() -> dict[str, str]:
-    return {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": ""}
+    """The environment for a rendered project's commands: not the venv running the tests."""
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    for inherited in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH"):
+        env.pop(inherited, None)
+    return env
 
 
 @dataclass

@@ -28,7 +28,7 @@ def assert_one_line_failure(result: object, *expected: str) -> str:
     ("value", "expected"),
     [
         ("", "DATABASE_URL is not set"),
-        ("mysql://root:" + SECRET + "@db/app", "must start with postgresql://"),
+        ("mysql://root:" + quote(SECRET, safe="") + "@db/app", "must start with postgresql://"),
         ("postgresql://user:" + SECRET + "@host:notaport/app", "not a valid URL"),
         ("just words " + SECRET, "not a valid URL"),
         ("postgresql://user:pw@/app", "has no host"),

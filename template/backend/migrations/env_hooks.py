@@ -17,5 +17,7 @@ def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> 
     return True
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     return True

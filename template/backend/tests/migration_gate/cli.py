@@ -60,17 +60,24 @@ def lint_migrations() -> int:
             sql_file = Path(tmp) / f"{revision}.sql"
             with sql_file.open("w") as out:
                 result = subprocess.run(
-                    [*ALEMBIC, "upgrade", span, "--sql"], cwd=BACKEND, stdout=out,
-                    stderr=subprocess.PIPE, text=True,
+                    [*ALEMBIC, "upgrade", span, "--sql"],
+                    cwd=BACKEND,
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                    text=True,
                 )
             if result.returncode:
                 print(f"{revision}: cannot render its SQL:\n{result.stderr}", file=sys.stderr)
                 failures += 1
                 continue
             print(f"$ squawk {revision}.sql", flush=True)
-            failures += subprocess.run(
-                ["squawk", "--config", str(BACKEND / ".squawk.toml"), str(sql_file)], cwd=BACKEND
-            ).returncode != 0
+            failures += (
+                subprocess.run(
+                    ["squawk", "--config", str(BACKEND / ".squawk.toml"), str(sql_file)],
+                    cwd=BACKEND,
+                ).returncode
+                != 0
+            )
     if failures:
         print(f"lint-migrations: {failures} revision(s) have lock hazards", file=sys.stderr)
     return 1 if failures else 0

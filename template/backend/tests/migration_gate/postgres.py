@@ -93,7 +93,9 @@ def server_from_url(raw: str) -> PostgresServer:
 def find_pg_ctl() -> Path | None:
     candidates = []
     if shutil.which("pg_config"):
-        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
+        bindir = subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, check=False
+        )
         candidates.append(Path(bindir.stdout.strip()) / "pg_ctl")
     if found := shutil.which("pg_ctl"):
         candidates.append(Path(found))
@@ -231,5 +233,8 @@ def template_database(server: PostgresServer, load: Callable[[str], None]) -> It
     with server.janitor(dbname, as_template=True) as janitor:
         load(server.url(dbname))
         with janitor.cursor() as cursor:  # nobody may stay connected to a template
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,))
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (dbname,),
+            )
         yield dbname

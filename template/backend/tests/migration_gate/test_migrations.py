@@ -61,11 +61,16 @@ def test_stairway(alembic_runner: MigrationContext, revision: Script) -> None:
     try:
         alembic_runner.migrate_up_one()
     except Exception as error:
-        pytest.fail(f"{where}: upgrade after its own downgrade failed, so the downgrade "
-                    f"did not undo the upgrade: {error}", pytrace=False)
+        pytest.fail(
+            f"{where}: upgrade after its own downgrade failed, so the downgrade "
+            f"did not undo the upgrade: {error}",
+            pytrace=False,
+        )
 
 
-def test_downgrade_to_base_leaves_nothing(alembic_runner: MigrationContext, alembic_engine: Engine) -> None:
+def test_downgrade_to_base_leaves_nothing(
+    alembic_runner: MigrationContext, alembic_engine: Engine
+) -> None:
     """After ``downgrade base`` no table, sequence, index, view or type is left."""
     alembic_runner.migrate_up_to("heads")
     alembic_runner.migrate_down_to("base")

@@ -12,13 +12,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .support import USER_MODEL, Project, load_postgres_module, public_tables, render, snapshot_template
+from .support import (
+    USER_MODEL,
+    Project,
+    load_postgres_module,
+    public_tables,
+    render,
+    snapshot_template,
+)
 
 STEPS: list[tuple[str, list[str]]] = [
-    ("Generate the first revision from the new model", ["revision", "--autogenerate", "-m", "Add user table"]),
+    (
+        "Generate the first revision from the new model",
+        ["revision", "--autogenerate", "-m", "Add user table"],
+    ),
     ("Apply it", ["upgrade", "head"]),
     ("The models match the database", ["check"]),
-    ("Nothing changed, so autogenerate writes no file", ["revision", "--autogenerate", "-m", "noop"]),
+    (
+        "Nothing changed, so autogenerate writes no file",
+        ["revision", "--autogenerate", "-m", "noop"],
+    ),
     ("Offline: the SQL, without a connection", ["upgrade", "head", "--sql"]),
     ("Roll everything back", ["downgrade", "base"]),
 ]

@@ -42,8 +42,12 @@ def load_postgres_module() -> ModuleType:
 
 def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(
-        ["git", *args], cwd=cwd, env={**os.environ, **GIT_IDENTITY},
-        capture_output=True, text=True, check=True,
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_IDENTITY},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout.strip()
 
@@ -103,14 +107,21 @@ class Project:
     def install(self) -> None:
         subprocess.run(
             ["uv", "sync", "--quiet", "--python", PROJECT_PYTHON],
-            cwd=self.backend, env=uv_env(), check=True,
+            cwd=self.backend,
+            env=uv_env(),
+            check=True,
         )
 
     def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         env = {**uv_env(), **self.env, **extra_env}
         env["PATH"] = f"{self.bin}{os.pathsep}{env['PATH']}"
         return subprocess.run(
-            list(args), cwd=self.backend, env=env, capture_output=True, text=True, timeout=600,
+            list(args),
+            cwd=self.backend,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
 
     def alembic(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
@@ -129,7 +140,7 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
 
-USER_MODEL = '''\
+USER_MODEL = """\
 from sqlmodel import Field, SQLModel
 
 
@@ -137,15 +148,15 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(index=True, unique=True, max_length=320)
     name: str
-'''
-TEAM_MODEL = '''\
+"""
+TEAM_MODEL = """\
 from sqlmodel import Field, SQLModel
 
 
 class Team(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     title: str
-'''
+"""
 
 
 def public_tables(url: str) -> set[str]:

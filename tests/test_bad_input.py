@@ -44,12 +44,16 @@ def test_bad_database_url(project: Project, value: str, expected: str) -> None:
 
 def test_unreachable_server_fails_in_one_line(project: Project) -> None:
     url = f"postgresql://user:{quote(SECRET, safe='')}@127.0.0.1:1/app"
-    result = project.alembic("upgrade", "head", DATABASE_URL=url, MIGRATION_CONNECT_RETRY_SECONDS="1")
+    result = project.alembic(
+        "upgrade", "head", DATABASE_URL=url, MIGRATION_CONNECT_RETRY_SECONDS="1"
+    )
     assert_one_line_failure(result, "cannot connect to 127.0.0.1:1/app")
     assert "s3cr" not in output(result)
 
 
-@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"])
+@pytest.mark.parametrize(
+    "scheme", ["postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"]
+)
 def test_percent_encoded_password_and_every_scheme_connect(
     project: Project, database_url: str, scheme: str
 ) -> None:
@@ -60,7 +64,9 @@ def test_percent_encoded_password_and_every_scheme_connect(
         connection.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{SECRET}'")
         connection.execute(f"GRANT ALL ON SCHEMA public TO {role}")
     try:
-        url = f"{scheme}://{role}:{quote(SECRET, safe='')}@{admin.host}:{admin.port}/{admin.database}"
+        url = (
+            f"{scheme}://{role}:{quote(SECRET, safe='')}@{admin.host}:{admin.port}/{admin.database}"
+        )
         result = project.alembic("upgrade", "head", DATABASE_URL=url)
         assert result.returncode == 0, output(result)
         assert "s3cr" not in output(result)
@@ -73,8 +79,12 @@ def test_percent_encoded_password_and_every_scheme_connect(
 
 
 def test_environment_wins_over_env_file(project: Project, database_url: str) -> None:
-    (project.backend / ".env").write_text("DATABASE_URL=postgresql://u:p@127.0.0.1:1/from_env_file\n")
-    from_file = project.alembic("upgrade", "head", DATABASE_URL="", MIGRATION_CONNECT_RETRY_SECONDS="0")
+    (project.backend / ".env").write_text(
+        "DATABASE_URL=postgresql://u:p@127.0.0.1:1/from_env_file\n"
+    )
+    from_file = project.alembic(
+        "upgrade", "head", DATABASE_URL="", MIGRATION_CONNECT_RETRY_SECONDS="0"
+    )
     assert "127.0.0.1:1/from_env_file" in output(from_file)
     from_environment = project.alembic("upgrade", "head")
     assert from_environment.returncode == 0, output(from_environment)

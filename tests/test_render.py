@@ -63,7 +63,10 @@ def test_rendered_python_compiles_and_is_ruff_clean(
         py_compile.compile(str(path), doraise=True)
     for command in (["check"], ["format", "--check"]):
         result = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "."], cwd=backend, capture_output=True, text=True
+            [sys.executable, "-m", "ruff", *command, "."],
+            cwd=backend,
+            capture_output=True,
+            text=True,
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -85,7 +88,9 @@ def test_driver_choice_reaches_dependencies_and_url(
     assert f'DRIVERNAME = "postgresql+{driver}"' in settings
 
 
-def test_github_actions_answer_switches_the_workflow(render_project: Callable[..., Project]) -> None:
+def test_github_actions_answer_switches_the_workflow(
+    render_project: Callable[..., Project],
+) -> None:
     assert not (render_project(github_actions=False).root / ".github").exists()
 
 
@@ -108,9 +113,22 @@ def test_bad_package_name_is_rejected_in_one_line(
 ) -> None:
     dst = tmp_path / "rejected"
     result = subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
-         "-d", f"package_name={bad_name}", str(template_src), str(dst)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "copier",
+            "copy",
+            "--trust",
+            "--defaults",
+            "--vcs-ref",
+            "HEAD",
+            "-d",
+            f"package_name={bad_name}",
+            str(template_src),
+            str(dst),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0
     # Copier prints its own traceback above a rejected `-d` answer; the message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .support import TEAM_MODEL, USER_MODEL, Project, output, public_tables, version_rows
 
+
 def succeed(project: Project, *args: str) -> str:
     result = project.alembic(*args)
     assert result.returncode == 0, f"alembic {' '.join(args)} failed:\n{output(result)}"
@@ -43,11 +44,13 @@ def test_model_to_migration_loop(project: Project, database_url: str) -> None:
     offline = project.alembic("upgrade", "head", "--sql", DATABASE_URL="")
     assert offline.returncode == 0, output(offline)
     assert 'CREATE TABLE "user"' in offline.stdout
-    assert "ALTER TABLE \"user\" ADD COLUMN nickname VARCHAR" in offline.stdout
+    assert 'ALTER TABLE "user" ADD COLUMN nickname VARCHAR' in offline.stdout
     assert public_tables(database_url) == {"alembic_version"}, "--sql touches no database"
 
 
-def test_new_model_module_is_discovered_without_other_edits(project: Project, database_url: str) -> None:
+def test_new_model_module_is_discovered_without_other_edits(
+    project: Project, database_url: str
+) -> None:
     project.write_model("team", TEAM_MODEL)
     succeed(project, "revision", "--autogenerate", "-m", "Add team")
     succeed(project, "upgrade", "head")

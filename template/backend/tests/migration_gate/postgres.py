@@ -40,7 +40,6 @@ NO_SERVER_HELP = (
 )
 
 
-@dataclass(frozen=True)
 class NoServerError(RuntimeError):
     """No server can be had; the message is one line that says what to install or set."""
 

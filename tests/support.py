@@ -112,16 +112,30 @@ class Project:
             check=True,
         )
 
-    def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    def environment(self, **extra_env: str) -> dict[str, str]:
         env = {**uv_env(), **self.env, **extra_env}
         env["PATH"] = f"{self.bin}{os.pathsep}{env['PATH']}"
+        return env
+
+    def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             list(args),
             cwd=self.backend,
-            env=env,
+            env=self.environment(**extra_env),
             capture_output=True,
             text=True,
             timeout=600,
+        )
+
+    def start(self, *args: str, **extra_env: str) -> subprocess.Popen[str]:
+        """Like ``run``, but in the background."""
+        return subprocess.Popen(
+            list(args),
+            cwd=self.backend,
+            env=self.environment(**extra_env),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
 
     def alembic(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
@@ -170,3 +184,18 @@ def public_tables(url: str) -> set[str]:
 def version_rows(url: str) -> list[str]:
     with psycopg.connect(url) as connection:
         return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
+
+
+def write_revision(project: Project, rev: str, down: str, upgrade: str, downgrade: str) -> Path:
+    path = project.backend / "migrations" / "versions" / f"{rev}_handwritten.py"
+    path.write_text(
+        f'"""handwritten"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        f"revision = {rev!r}\ndown_revision = {down!r}\n"
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        f"def upgrade() -> None:\n    {upgrade}\n\n\ndef downgrade() -> None:\n    {downgrade}\n"
+    )
+    return path
+
+
+def head_revision(project: Project) -> str:
+    return project.alembic("heads").stdout.split()[0]

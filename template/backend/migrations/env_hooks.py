@@ -6,8 +6,10 @@ editing env.py.
 
 from typing import Any
 
-# Schemas whose objects autogenerate manages. Objects elsewhere (for example
-# Neon Auth's ``neon_auth`` schema) never appear in a revision or in `alembic check`.
+# The schemas whose objects autogenerate and `alembic check` manage (None is the
+# connection's default schema). Anything elsewhere, such as Neon Auth's
+# ``neon_auth`` schema, never appears in a revision. Add a schema here when a
+# model uses ``__table_args__ = {"schema": ...}``.
 MANAGED_SCHEMAS: set[str | None] = {None, "public"}
 
 
@@ -20,4 +22,5 @@ def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> 
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
+    """False hides an object from autogenerate; extension-owned tables already are."""
     return True

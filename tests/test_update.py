@@ -25,7 +25,17 @@ import pytest
 import yaml
 
 from .conftest import postgres
-from .support import TEAM_MODEL, USER_MODEL, Project, git, output, render, snapshot_template, uv_env
+from .support import (
+    REPO,
+    TEAM_MODEL,
+    USER_MODEL,
+    Project,
+    git,
+    output,
+    render,
+    snapshot_template,
+    uv_env,
+)
 
 PACKAGE = "my_service"
 FIRST = "v1.0.0"
@@ -282,33 +292,13 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
     assert git(project.root, "status", "--porcelain") == "", "a second update changes nothing"
 
 
-MIGRATIONS = """\
-_migrations:
-  # The question postgres_version became neon_postgres_version: keep the answer.
-  - version: v2.0.0
-    when: "{{ _stage == 'before' }}"
-    command: >-
-      sed -i.bak -e 's/^postgres_version:/neon_postgres_version:/' .copier-answers.yml
-      && rm .copier-answers.yml.bak
-  # The user-owned migrations/env_hooks.py is now migrations/hooks.py: move theirs.
-  - version: v2.0.0
-    when: "{{ _stage == 'before' }}"
-    command: >-
-      old=backend/migrations/env_hooks.py new=backend/migrations/hooks.py;
-      if [ -f "$old" ] && [ ! -e "$new" ]; then git mv "$old" "$new"; fi
-  # The template-owned tests/migration_gate/cli.py is now commands.py: 3-way merge
-  # the project's copy of the old file into the new one. The base is the old file
-  # as the project's version shipped it ($VERSION_FROM in the template's history).
-  - version: v2.0.0
-    when: "{{ _stage == 'after' }}"
-    command: >-
-      old=backend/tests/migration_gate/cli.py new=backend/tests/migration_gate/commands.py;
-      git cat-file -e "HEAD:./$old" 2>/dev/null || exit 0;
-      git show "HEAD:./$old" > "$new.ours" &&
-      git -C "{{ _copier_conf.src_path }}" show "$VERSION_FROM:template/$old" > "$new.base" &&
-      { git merge-file -L "after updating" -L "last update" -L "before updating"
-      "$new" "$new.base" "$new.ours"; rm "$new.ours" "$new.base"; }
-"""
+def documented_migrations() -> str:
+    """The `_migrations` recipes of README.md's release section, tested as written."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("```yaml\n_migrations:\n") + len("```yaml\n")
+    return readme[start : readme.index("```", start)]
+
+
 USER_CLI_LINE = 'print("$", " ".join('
 USER_CLI_EDIT = 'print("[migration gate] $", " ".join('
 
@@ -320,6 +310,9 @@ def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
     replace_once(project.backend / "tests/migration_gate/cli.py", USER_CLI_LINE, USER_CLI_EDIT)
     commit_all(project.root, "Label the gate's command lines in CI logs")
 
+    # v2.0.0 moves a template-owned file (the gate's cli.py) and a user-owned one
+    # (env_hooks.py), renames a question, and carries projects across with the
+    # README's recipes.
     src = next_version(template_repo)
     gate = src / "backend/tests/migration_gate"
     git(template_repo, "mv", str(gate / "cli.py"), str(gate / "commands.py"))
@@ -336,7 +329,7 @@ def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
     copier_yml = template_repo / "copier.yml"
     replace_once(copier_yml, "\npostgres_version:\n", "\nneon_postgres_version:\n")
     replace_once(copier_yml, "migrations/env_hooks.py\n", "migrations/hooks.py\n")
-    replace_once(copier_yml, "_migrations: []\n", MIGRATIONS)
+    replace_once(copier_yml, "_migrations: []\n", documented_migrations())
     publish(template_repo, "v2.0.0")
     mine = digests(project.root, user_owned(project))
     mine["backend/migrations/hooks.py"] = mine.pop("backend/migrations/env_hooks.py")

@@ -154,6 +154,25 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
 
+def alembic_ok(project: Project, *args: str) -> str:
+    """Run ``alembic ARGS`` in the project; fail the test with its output unless it succeeds."""
+    result = project.alembic(*args)
+    assert result.returncode == 0, f"alembic {' '.join(args)} failed:\n{output(result)}"
+    return output(result)
+
+
+def one_failure_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """It failed with one ``FAILED: ...`` line that holds ``expected``, and no traceback."""
+    text = output(result)
+    assert result.returncode != 0, text
+    assert "Traceback" not in text
+    failures = [line for line in text.splitlines() if line.startswith("FAILED")]
+    assert len(failures) == 1, text
+    for fragment in expected:
+        assert fragment in failures[0], text
+    return failures[0]
+
+
 USER_MODEL = """\
 from sqlmodel import Field, SQLModel
 

@@ -8,20 +8,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from .support import Project, output
+from .support import Project, one_failure_line, output
 
 SECRET = "s3cr%t@p:ss/w#rd"
-
-
-def assert_one_line_failure(result: object, *expected: str) -> str:
-    text = output(result)  # type: ignore[arg-type]
-    assert result.returncode != 0, text  # type: ignore[attr-defined]
-    assert "Traceback" not in text
-    failures = [line for line in text.splitlines() if line.startswith("FAILED")]
-    assert len(failures) == 1, text
-    for fragment in expected:
-        assert fragment in failures[0]
-    return failures[0]
 
 
 @pytest.mark.parametrize(
@@ -38,7 +27,7 @@ def assert_one_line_failure(result: object, *expected: str) -> str:
 )
 def test_bad_database_url(project: Project, value: str, expected: str) -> None:
     result = project.alembic("upgrade", "head", DATABASE_URL=value)
-    line = assert_one_line_failure(result, "DATABASE_URL", expected)
+    line = one_failure_line(result, "DATABASE_URL", expected)
     assert SECRET not in output(result) and "s3cr" not in line
 
 
@@ -47,7 +36,7 @@ def test_unreachable_server_fails_in_one_line(project: Project) -> None:
     result = project.alembic(
         "upgrade", "head", DATABASE_URL=url, MIGRATION_CONNECT_RETRY_SECONDS="1"
     )
-    assert_one_line_failure(result, "cannot connect to 127.0.0.1:1/app")
+    one_failure_line(result, "cannot connect to 127.0.0.1:1/app")
     assert "s3cr" not in output(result)
 
 
@@ -71,7 +60,7 @@ def test_percent_encoded_password_and_every_scheme_connect(
         assert result.returncode == 0, output(result)
         assert "s3cr" not in output(result)
         wrong = project.alembic("upgrade", "head", DATABASE_URL=url.replace("s3cr", "nope"))
-        assert_one_line_failure(wrong, "password authentication failed")
+        one_failure_line(wrong, "password authentication failed")
     finally:
         with psycopg.connect(database_url, autocommit=True) as connection:
             connection.execute(f"DROP OWNED BY {role}")

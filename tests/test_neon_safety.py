@@ -19,7 +19,9 @@ from .conftest import postgres
 from .support import (
     TEAM_MODEL,
     Project,
+    alembic_ok,
     head_revision,
+    one_failure_line,
     output,
     public_tables,
     version_rows,
@@ -115,16 +117,23 @@ def test_concurrent_deploys_take_turns(project_with_history: Project, database_u
     assert "deploy_marker" in public_tables(database_url)
 
 
+def migrate_then_add_revision(
+    project: Project, url: str, upgrade: str, downgrade: str
+) -> list[str]:
+    """Migrate to head, then add a handwritten revision; return the version rows before it."""
+    alembic_ok(project, "upgrade", "head")
+    before = version_rows(url)
+    write_revision(project, "0a0b0c0d0e0f", head_revision(project), upgrade, downgrade)
+    return before
+
+
 def test_lock_timeout_fails_fast_and_leaves_the_previous_revision(
     project_with_history: Project, database_url: str
 ) -> None:
     project = project_with_history
-    assert project.alembic("upgrade", "head").returncode == 0
-    before = version_rows(database_url)
-    write_revision(
+    before = migrate_then_add_revision(
         project,
-        "10c4ed10c4ed",
-        head_revision(project),
+        database_url,
         "op.add_column('team', sa.Column('motto', sa.String()))",
         "op.drop_column('team', 'motto')",
     )
@@ -132,10 +141,7 @@ def test_lock_timeout_fails_fast_and_leaves_the_previous_revision(
         blocker.execute("SELECT * FROM team")  # holds ACCESS SHARE until rollback
         result = project.alembic("upgrade", "head", MIGRATION_LOCK_TIMEOUT="1s")
         blocker.rollback()
-    assert result.returncode != 0
-    failures = [line for line in output(result).splitlines() if line.startswith("FAILED")]
-    assert len(failures) == 1 and "lock timeout" in failures[0], output(result)
-    assert "Traceback" not in output(result)
+    one_failure_line(result, "lock timeout")
     assert version_rows(database_url) == before
     with psycopg.connect(database_url) as connection:
         columns = connection.execute(
@@ -148,19 +154,14 @@ def test_failing_revision_leaves_nothing_half_applied(
     project_with_history: Project, database_url: str
 ) -> None:
     project = project_with_history
-    assert project.alembic("upgrade", "head").returncode == 0
-    before = version_rows(database_url)
-    write_revision(
+    before = migrate_then_add_revision(
         project,
-        "ha1fha1fha1f",
-        head_revision(project),
+        database_url,
         "op.create_table('half', sa.Column('id', sa.Integer, primary_key=True))\n"
         "    op.execute('SELECT 1 / 0')",
         "op.drop_table('half')",
     )
-    result = project.alembic("upgrade", "head")
-    assert result.returncode != 0
-    assert "division by zero" in output(result) and "rolled back" in output(result)
+    one_failure_line(project.alembic("upgrade", "head"), "division by zero", "rolled back")
     assert "half" not in public_tables(database_url)
     assert version_rows(database_url) == before
 

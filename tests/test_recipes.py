@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
-from .support import Project, output
+from .support import Project, alembic_ok, output
 
 RECIPES = """\
 import enum
@@ -66,12 +66,6 @@ class Project(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     team_id: uuid.UUID = Field(foreign_key="team.id", ondelete="CASCADE", index=True)
 """
-
-
-def alembic_ok(project: Project, *args: str) -> str:
-    result = project.alembic(*args)
-    assert result.returncode == 0, f"alembic {' '.join(args)}:\n{output(result)}"
-    return output(result)
 
 
 def enum_values(url: str, name: str = "status") -> list[str]:

@@ -6,38 +6,40 @@ migration that Alembic silently rolled back cannot pass.
 
 from __future__ import annotations
 
-from .support import TEAM_MODEL, USER_MODEL, Project, output, public_tables, version_rows
-
-
-def succeed(project: Project, *args: str) -> str:
-    result = project.alembic(*args)
-    assert result.returncode == 0, f"alembic {' '.join(args)} failed:\n{output(result)}"
-    return output(result)
+from .support import (
+    TEAM_MODEL,
+    USER_MODEL,
+    Project,
+    alembic_ok,
+    output,
+    public_tables,
+    version_rows,
+)
 
 
 def test_model_to_migration_loop(project: Project, database_url: str) -> None:
     project.write_model("user", USER_MODEL)
-    succeed(project, "revision", "--autogenerate", "-m", "Add user table")
+    alembic_ok(project, "revision", "--autogenerate", "-m", "Add user table")
     [first] = project.revision_files()
     assert "op.create_table('user'" in first.read_text()
     assert "sqlmodel" not in first.read_text(), "revisions import only sqlalchemy"
 
-    log = succeed(project, "upgrade", "head")
+    log = alembic_ok(project, "upgrade", "head")
     assert "/test_" in log and "direct connection" in log, "names its target before connecting"
     assert public_tables(database_url) == {"user", "alembic_version"}
     assert version_rows(database_url) == [first.name.split("_")[2]]
-    succeed(project, "check")
+    alembic_ok(project, "check")
 
     project.write_model("user", USER_MODEL + "    nickname: str | None = None\n")
     drift = project.alembic("check")
     assert drift.returncode != 0 and "nickname" in output(drift), output(drift)
 
-    succeed(project, "revision", "--autogenerate", "-m", "Add nickname")
-    succeed(project, "upgrade", "head")
-    succeed(project, "check")
+    alembic_ok(project, "revision", "--autogenerate", "-m", "Add nickname")
+    alembic_ok(project, "upgrade", "head")
+    alembic_ok(project, "check")
     assert len(project.revision_files()) == 2
 
-    succeed(project, "downgrade", "base")
+    alembic_ok(project, "downgrade", "base")
     assert public_tables(database_url) == {"alembic_version"}
     assert version_rows(database_url) == []
 
@@ -52,14 +54,14 @@ def test_new_model_module_is_discovered_without_other_edits(
     project: Project, database_url: str
 ) -> None:
     project.write_model("team", TEAM_MODEL)
-    succeed(project, "revision", "--autogenerate", "-m", "Add team")
-    succeed(project, "upgrade", "head")
+    alembic_ok(project, "revision", "--autogenerate", "-m", "Add team")
+    alembic_ok(project, "upgrade", "head")
     assert "team" in public_tables(database_url)
 
 
 def test_empty_autogenerate_writes_no_file_and_check_still_works(project: Project) -> None:
-    succeed(project, "upgrade", "head")
-    log = succeed(project, "revision", "--autogenerate", "-m", "nothing changed")
+    alembic_ok(project, "upgrade", "head")
+    log = alembic_ok(project, "revision", "--autogenerate", "-m", "nothing changed")
     assert project.revision_files() == []
     assert "no revision file written" in log
-    assert "No new upgrade operations detected" in succeed(project, "check")
+    assert "No new upgrade operations detected" in alembic_ok(project, "check")

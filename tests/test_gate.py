@@ -27,8 +27,9 @@ def run_gate(project: Project, **env: str) -> subprocess.CompletedProcess[str]:
 def test_gate_passes_on_good_revisions(project_with_history: Project) -> None:
     result = run_gate(project_with_history)
     assert result.returncode == 0, output(result)
-    # three stairway steps, one per revision, plus the five whole-history checks
-    assert re.search(r"\b8 passed\b", result.stdout), result.stdout
+    # three stairway steps, one per revision, the five whole-history checks,
+    # and the cloned database at head
+    assert re.search(r"\b9 passed\b", result.stdout), result.stdout
 
 
 def test_gate_runs_on_a_throwaway_server_without_test_database_url(
@@ -94,6 +95,14 @@ def test_revision_with_syntax_error_is_reported_by_file_name(project_with_histor
     result = run_gate(project_with_history)
     assert result.returncode != 0
     assert path.name in output(result), output(result)
+
+
+def test_missing_server_binaries_end_in_one_clear_line(project_with_history: Project) -> None:
+    result = run_gate(project_with_history, TEST_DATABASE_URL="", POSTGRES_BINDIR="/nonexistent")
+    assert result.returncode == 4, output(result)
+    lines = [line for line in output(result).splitlines() if "no PostgreSQL server" in line]
+    assert len(lines) == 1 and "TEST_DATABASE_URL" in lines[0], output(result)
+    assert "Traceback" not in output(result)
 
 
 def test_no_usable_server_ends_in_one_clear_line(project_with_history: Project) -> None:

@@ -35,8 +35,8 @@ FAST_UNSAFE_OPTIONS = "-c fsync=off -c full_page_writes=off -c synchronous_commi
 PASSWORD_AUTH = "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
 NO_SERVER_HELP = (
     "no PostgreSQL server for the tests: install the server binaries "
-    "(apt-get install postgresql, brew install postgresql) or set "
-    "TEST_DATABASE_URL=postgresql://user:password@host:5432/postgres"
+    "(apt-get install postgresql, brew install postgresql), point POSTGRES_BINDIR at them, "
+    "or set TEST_DATABASE_URL=postgresql://user:password@host:5432/postgres"
 )
 
 
@@ -90,6 +90,10 @@ def server_from_url(raw: str) -> PostgresServer:
 
 
 def find_pg_ctl() -> Path | None:
+    """``pg_ctl`` from ``POSTGRES_BINDIR``, else ``pg_config``, ``PATH`` or Debian's layout."""
+    if bindir := os.environ.get("POSTGRES_BINDIR"):
+        pg_ctl = Path(bindir) / "pg_ctl"
+        return pg_ctl if pg_ctl.is_file() else None
     candidates = []
     if shutil.which("pg_config"):
         bindir = subprocess.run(

@@ -19,7 +19,7 @@ from pytest_alembic.tests import (
 )
 from sqlalchemy import Engine, text
 
-from .fixtures import ALEMBIC_INI
+from .fixtures import ALEMBIC_INI, engine_for
 
 __all__ = [
     "test_model_definitions_match_ddl",
@@ -77,3 +77,13 @@ def test_downgrade_to_base_leaves_nothing(
     with alembic_engine.connect() as connection:
         leftovers = [f"{row.kind} {row.name}" for row in connection.execute(LEFTOVERS)]
     assert leftovers == [], f"downgrade to base left these behind: {', '.join(leftovers)}"
+
+
+def test_database_at_head_is_a_clone_at_head(database_at_head: str) -> None:
+    """The fixture your own tests use: a private database, already at head."""
+    heads = ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_heads()
+    engine = engine_for(database_at_head)
+    with engine.connect() as connection:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        assert sorted(versions) == sorted(heads)
+    engine.dispose()

@@ -1,0 +1,1 @@
+"""Scripts the bench runs with a rendered project's own interpreter, from its ``backend/``."""

@@ -1,0 +1,122 @@
+"""Medians of repeated runs, and the figures the report is made of.
+
+Standard library only: the probes import it too, from a rendered project's
+interpreter.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+RUNS = 5
+WARMUP = 1
+
+
+def measure(
+    action: Callable[[], object],
+    *,
+    runs: int | None = None,
+    warmup: int | None = None,
+    before: Callable[[], object] | None = None,
+    after: Callable[[], object] | None = None,
+) -> list[float]:
+    """Wall seconds of ``runs`` calls of ``action`` after ``warmup`` untimed ones.
+
+    ``before`` and ``after`` run around every call, untimed (to reset state).
+    """
+    return alternate({"only": (action, before, after)}, runs=runs, warmup=warmup)["only"]
+
+
+Step = tuple[Callable[[], object], Callable[[], object] | None, Callable[[], object] | None]
+
+
+def alternate(
+    steps: dict[str, Step], *, runs: int | None = None, warmup: int | None = None
+) -> dict[str, list[float]]:
+    """Like ``measure`` for several variants, one run of each in turn.
+
+    Taking turns spreads a slow spell of a shared machine over every variant,
+    so their ratios stay fair. Each step is ``(action, before, after)``.
+    """
+    runs = RUNS if runs is None else runs
+    warmup = WARMUP if warmup is None else warmup
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for index in range(warmup + runs):
+        for name, (action, before, after) in steps.items():
+            if before is not None:
+                before()
+            start = time.perf_counter()
+            action()
+            elapsed = time.perf_counter() - start
+            if after is not None:
+                after()
+            if index >= warmup:
+                samples[name].append(elapsed)
+    return samples
+
+
+def measure_until(
+    action: Callable[[], object], deadline: float, *, least: int = 3, most: int | None = None
+) -> list[float]:
+    """Timed runs of ``action``, no warm-up: ``most`` of them, or fewer past ``deadline``.
+
+    For a figure whose single run takes minutes: after ``least`` runs, another
+    starts only if one more (as long as the slowest so far) ends before
+    ``deadline`` (a ``time.perf_counter()`` value).
+    """
+    most = RUNS if most is None else most
+    samples: list[float] = []
+    while len(samples) < most:
+        if len(samples) >= least and time.perf_counter() + max(samples) > deadline:
+            break
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+@dataclass
+class Figure:
+    """One row of the report: a median, and its ratio to a baseline of the same run."""
+
+    key: str
+    label: str
+    samples: list[float]
+    baseline: Figure | None = None
+    goal: float | None = None  # the ratio must not exceed it
+    note: str = ""
+    derived: bool = False  # computed from other figures' medians, not timed itself
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def ratio(self) -> float | None:
+        return self.median / self.baseline.median if self.baseline else None
+
+    @property
+    def met(self) -> bool | None:
+        ratio = self.ratio
+        if self.goal is None or ratio is None:
+            return None
+        return ratio <= self.goal
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "label": self.label,
+            "median_s": round(self.median, 4),
+            "runs": 0 if self.derived else len(self.samples),
+            "samples_s": [round(sample, 4) for sample in self.samples],
+            "baseline": self.baseline.key if self.baseline else None,
+            "ratio": None if self.ratio is None else round(self.ratio, 3),
+            "goal_max_ratio": self.goal,
+            "met": self.met,
+            "note": self.note,
+            **self.extra,
+        }

@@ -1,0 +1,103 @@
+"""5. Throwaway server start-up: ``throwaway_server()`` against bare ``initdb`` + ``pg_ctl``.
+
+The floor runs the same two programs by hand, as the same account (``runuser``
+when root, as postgres.py does), with the same locale and server options, so
+the ratio is what the wrapper (pytest-postgresql's executor, the password
+rule, the reload) adds. Start-up is timed; stopping and removing are not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import ModuleType
+
+from .timing import Figure, alternate
+
+LOCALE = {"LC_ALL": "C.UTF-8", "LC_CTYPE": "C.UTF-8", "LANG": "C.UTF-8"}
+
+
+class BareServer:
+    """``initdb`` + ``pg_ctl start -w`` by hand, as postgres.py's account would run them."""
+
+    def __init__(self, postgres: ModuleType) -> None:
+        self.postgres = postgres
+        pg_ctl = postgres.find_pg_ctl()
+        if pg_ctl is None:
+            raise postgres.NoServerError(postgres.NO_SERVER_HELP)
+        self.bindir = pg_ctl.parent
+        self.as_account: list[str] = []
+        self.account = None
+        if os.geteuid() == 0:
+            self.account = postgres.unprivileged_account()
+            self.as_account = ["runuser", "-u", self.account.pw_name, "--"]
+        self.workdir: Path | None = None
+
+    def command(self, program: str, *args: str) -> None:
+        assert self.workdir is not None
+        result = subprocess.run(
+            [*self.as_account, str(self.bindir / program), *args],
+            cwd=self.workdir,
+            env={**os.environ, **LOCALE},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        if result.returncode:
+            log = self.workdir / "server.log"
+            detail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{program} {' '.join(args)} exited {result.returncode}\n{detail}")
+
+    def start(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-bare-postgres-"))
+        if self.account is not None:
+            os.chown(self.workdir, self.account.pw_uid, self.account.pw_gid)
+        data = str(self.workdir / "data")
+        self.command("initdb", "--pgdata", data, "--username=postgres", "--auth=trust")
+        options = (
+            f"-F -p {self.postgres.free_port()} -c unix_socket_directories='{self.workdir}' "
+            + self.postgres.FAST_UNSAFE_OPTIONS
+        )
+        log = str(self.workdir / "server.log")
+        self.command("pg_ctl", "start", "-w", "-D", data, "-l", log, "-o", options)
+
+    def stop(self) -> None:
+        assert self.workdir is not None
+        self.command("pg_ctl", "stop", "-D", str(self.workdir / "data"), "-m", "fast")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = None
+
+
+def measure_server_startup(postgres: ModuleType) -> list[Figure]:
+    bare = BareServer(postgres)
+    stack = ExitStack()
+
+    def throwaway() -> None:
+        stack.enter_context(postgres.throwaway_server())
+
+    def stop_throwaway() -> None:
+        # Its `pg_ctl start -w` is still polling when the port opens; stopping the
+        # server under it makes it print "could not start server".
+        time.sleep(0.5)
+        stack.close()
+
+    samples = alternate(
+        {
+            "bare": (bare.start, None, bare.stop),
+            "throwaway": (throwaway, None, stop_throwaway),
+        }
+    )
+    floor = Figure("5.1", "server start-up: bare initdb + pg_ctl start -w (floor)", samples["bare"])
+    ours = Figure(
+        "5.2",
+        "server start-up: postgres.py throwaway_server()",
+        samples["throwaway"],
+        floor,
+        note="pytest-postgresql's executor, then pg_hba.conf + reload",
+    )
+    return [floor, ours]

@@ -64,3 +64,10 @@ def demo(session: nox.Session) -> None:
     """Render a project, start a throwaway server, and run the migration loop step by step."""
     install_group(session, "test")
     session.run("python", "-m", "tests.demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks of what users wait for, as ratios against baselines in the same run."""
+    install_group(session, "test")
+    session.run("python", "-m", "bench.run", *session.posargs)

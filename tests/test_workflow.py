@@ -6,13 +6,18 @@ migration that Alembic silently rolled back cannot pass.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from .support import (
+    REPO,
     TEAM_MODEL,
     USER_MODEL,
     Project,
     alembic_ok,
     output,
     public_tables,
+    uv_env,
     version_rows,
 )
 
@@ -65,3 +70,14 @@ def test_empty_autogenerate_writes_no_file_and_check_still_works(project: Projec
     assert project.revision_files() == []
     assert "no revision file written" in log
     assert "No new upgrade operations detected" in alembic_ok(project, "check")
+
+
+def test_demo_walks_the_whole_loop(postgres_server: object) -> None:
+    """`uvx nox -s demo`, README's first command, runs every step to the end."""
+    env = {**uv_env(), "TEST_DATABASE_URL": postgres_server.url(postgres_server.maintenance_db)}  # type: ignore[attr-defined]
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.demo"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, output(result)
+    assert result.stdout.count("[exit 0]") == 9 and "[exit 255]" in result.stdout
+    assert "Done: model -> revision" in result.stdout

@@ -78,3 +78,15 @@ def test_environment_wins_over_env_file(project: Project, database_url: str) -> 
     from_environment = project.alembic("upgrade", "head")
     assert from_environment.returncode == 0, output(from_environment)
     assert make_url(database_url).database in output(from_environment)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MIGRATION_LOCK_TIMEOUT", "soon"),
+        ("MIGRATION_STATEMENT_TIMEOUT", "5 minutes; DROP TABLE x"),
+        ("MIGRATION_CONNECT_RETRY_SECONDS", "-1"),
+    ],
+)
+def test_bad_migration_setting(project: Project, variable: str, value: str) -> None:
+    one_failure_line(project.alembic("upgrade", "head", **{variable: value}), variable)

@@ -63,7 +63,8 @@ def measure_all(workdir: Path) -> tuple[list[Figure], dict[str, object]]:
     with postgres.session_server() as server:
         server_url = server.url(server.maintenance_db)
         step("5. server start-up")
-        figures += measure_server_startup(postgres)
+        found, evidence["5"] = measure_server_startup(postgres)
+        figures += found
         step("6. copier copy and update")
         figures += measure_copier(workdir / "copier")
         with postgres.temporary_database(server) as url:
@@ -82,7 +83,7 @@ def measure_all(workdir: Path) -> tuple[list[Figure], dict[str, object]]:
             history = grow_history(grown, REVISIONS, workdir / "history", url)
         with postgres.temporary_database(server) as url:
             step("3. per-test database at head")
-            figures += measure_per_test_database(history, server_url, url)
+            figures += measure_per_test_database(history, server_url, workdir, url)
         step("4. migration gate")
         found, evidence["4"] = measure_gate(history, server_url, workdir, STARTED + BUDGET_S)
         figures += found

@@ -1,13 +1,15 @@
 """What one test pays for its own database at head, with the rendered gate's own code.
 
 Run from ``backend/`` with the project's interpreter and TEST_DATABASE_URL set:
-``python per_test_database.py RUNS WARMUP``. Every variant creates a database
-and drops it again, as the gate's fixtures do per test:
+``python per_test_database.py RUNS WARMUP [OTHER_ALEMBIC_INI]``. Every variant
+creates a database and drops it again, as the gate's fixtures do per test:
 
 - ``empty``: an empty database (the floor);
 - ``migrate``: an empty database, then ``alembic upgrade head`` in-process;
 - ``clone``: ``CREATE DATABASE ... TEMPLATE`` of a database migrated once;
-- ``template``: migrating that template database (once per test session).
+- ``template``: migrating that template database (once per test session);
+- ``migrate_other``, ``clone_other``: the same with another revision history
+  (``OTHER_ALEMBIC_INI``) of the same models, measured in turn with the rest.
 
 The last line printed is JSON: the seconds of each run, per variant.
 """
@@ -18,13 +20,18 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd()))
 sys.path.append(str(Path(__file__).resolve().parents[2]))  # bench.timing, after the project
 
-from tests.migration_gate.fixtures import migrate_to_head
+from alembic import command
+from alembic.config import Config
+from tests.migration_gate.fixtures import engine_for, migrate_to_head
 from tests.migration_gate.postgres import (
+    PostgresServer,
     server_from_url,
     template_database,
     temporary_database,
@@ -32,43 +39,75 @@ from tests.migration_gate.postgres import (
 
 from bench import timing
 
+Load = Callable[[str], None]
 
-def main(runs: int, warmup: int) -> int:
-    server = server_from_url(os.environ["TEST_DATABASE_URL"])
+
+def migrate_with(alembic_ini: Path) -> Load:
+    """``migrate_to_head``, for the scripts of another ``alembic.ini``."""
+
+    def load(url: str) -> None:
+        config = Config(str(alembic_ini))
+        engine = engine_for(url)
+        config.attributes["connection"] = engine
+        try:
+            command.upgrade(config, "head")
+        finally:
+            engine.dispose()
+
+    return load
+
+
+@contextmanager
+def head_template(server: PostgresServer, load: Load) -> Iterator[str]:
+    build = template_database(server, load)
+    try:
+        yield next(build)
+    finally:
+        build.close()  # drops it
+
+
+def variants(server: PostgresServer, stack: ExitStack, **loads: Load) -> dict[str, timing.Step]:
+    steps: dict[str, timing.Step] = {}
 
     def empty() -> None:
         with temporary_database(server):
             pass
 
-    def migrate() -> None:
-        with temporary_database(server) as url:
-            migrate_to_head(url)
+    steps["empty"] = (empty, None, None)
+    for suffix, load in loads.items():
+        name = stack.enter_context(head_template(server, load))
+
+        def clone(name: str = name) -> None:
+            with temporary_database(server, template_dbname=name):
+                pass
+
+        def migrate(load: Load = load) -> None:
+            with temporary_database(server) as url:
+                load(url)
+
+        steps["clone" + suffix] = (clone, None, None)
+        steps["migrate" + suffix] = (migrate, None, None)
 
     def template() -> None:
-        build = template_database(server, migrate_to_head)
-        next(build)
-        build.close()  # drops it
-
-    head = template_database(server, migrate_to_head)
-    head_name = next(head)
-
-    def clone() -> None:
-        with temporary_database(server, template_dbname=head_name):
+        with head_template(server, migrate_to_head):
             pass
 
-    migrate()  # env.py's fileConfig has set up logging; keep the output short
+    steps["template"] = (template, None, None)
+    return steps
+
+
+def main(runs: int, warmup: int, other: Path | None) -> int:
+    server = server_from_url(os.environ["TEST_DATABASE_URL"])
+    with temporary_database(server) as url:
+        migrate_to_head(url)  # env.py's fileConfig has set up logging: keep the output short
     logging.disable(logging.WARNING)
-    variants = {"empty": empty, "clone": clone, "migrate": migrate, "template": template}
-    steps: dict[str, timing.Step] = {
-        name: (action, None, None) for name, action in variants.items()
-    }
-    try:
-        samples = timing.alternate(steps, runs=runs, warmup=warmup)
-    finally:
-        head.close()
+    loads = {"": migrate_to_head} | ({"_other": migrate_with(other)} if other else {})
+    with ExitStack() as stack:
+        samples = timing.alternate(variants(server, stack, **loads), runs=runs, warmup=warmup)
     print(json.dumps(samples))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), int(sys.argv[2])))
+    other = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    sys.exit(main(int(sys.argv[1]), int(sys.argv[2]), other))

@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 
 from .projects import History, run
-from .timing import Figure, measure, measure_until
+from .timing import Figure, measure, measure_until, profile_summary
 
 COUNTS = (10, 50)
 STAIRWAY = re.compile(r"^([\d.]+)s call\s+\S+::test_stairway\[(\w+)\]", re.MULTILINE)
@@ -42,18 +42,13 @@ def stairway_growth(history: History, report: str) -> dict[str, object]:
 
 def profile_counts(profile: Path) -> dict[str, object]:
     """How often the gate connects, runs env.py and executes SQL, from a cProfile dump."""
-    stats = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
+    stats = pstats.Stats(str(profile))
     wanted = {
         "psycopg2.connect": ("psycopg2/__init__.py", "connect"),
         "alembic env.py runs": ("alembic/script/base.py", "run_env"),
         "SQL statements": ("~", "<method 'execute' of 'psycopg2.extensions.cursor' objects>"),
     }
-    found: dict[str, object] = {"profiled_total_s": round(sum(v[2] for v in stats.values()), 2)}
-    for label, (file_end, function) in wanted.items():
-        for (filename, _, name), (_, calls, own, cumulative, _) in stats.items():
-            if filename.endswith(file_end) and name == function:
-                found[label] = {"calls": calls, "seconds": round(max(own, cumulative), 2)}
-    return found
+    return {"profiled_total_s": round(stats.total_tt, 2)} | profile_summary(stats, wanted)  # type: ignore[attr-defined]
 
 
 def measure_gate(

@@ -6,6 +6,7 @@ interpreter.
 
 from __future__ import annotations
 
+import pstats
 import statistics
 import time
 from collections.abc import Callable
@@ -76,6 +77,19 @@ def measure_until(
         action()
         samples.append(time.perf_counter() - start)
     return samples
+
+
+def profile_summary(
+    stats: pstats.Stats, wanted: dict[str, tuple[str, str]]
+) -> dict[str, dict[str, float]]:
+    """Calls and cumulative seconds of functions named by ``(file ending, function name)``."""
+    entries = stats.stats.items()  # type: ignore[attr-defined]
+    found = {}
+    for label, (file_end, function) in wanted.items():
+        for (filename, _, name), (_, calls, own, cumulative, _) in entries:
+            if filename.endswith(file_end) and name == function:
+                found[label] = {"calls": calls, "seconds": round(max(own, cumulative), 3)}
+    return found
 
 
 @dataclass

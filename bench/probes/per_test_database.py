@@ -1,15 +1,16 @@
 """What one test pays for its own database at head, with the rendered gate's own code.
 
 Run from ``backend/`` with the project's interpreter and TEST_DATABASE_URL set:
-``python per_test_database.py RUNS WARMUP [OTHER_ALEMBIC_INI]``. Every variant
-creates a database and drops it again, as the gate's fixtures do per test:
+``python per_test_database.py RUNS WARMUP [NAME=ALEMBIC_INI ...]``. Every
+variant creates a database and drops it again, as the gate's fixtures do per
+test; all variants take turns, run by run, so a busy spell hits them alike:
 
 - ``empty``: an empty database (the floor);
 - ``migrate``: an empty database, then ``alembic upgrade head`` in-process;
 - ``clone``: ``CREATE DATABASE ... TEMPLATE`` of a database migrated once;
 - ``template``: migrating that template database (once per test session);
-- ``migrate_other``, ``clone_other``: the same with another revision history
-  (``OTHER_ALEMBIC_INI``) of the same models, measured in turn with the rest.
+- ``migrate_NAME``, ``clone_NAME``: the same for the revisions of another
+  ``alembic.ini`` (a copy of the project with another history).
 
 The last line printed is JSON: the seconds of each run, per variant.
 """
@@ -96,12 +97,12 @@ def variants(server: PostgresServer, stack: ExitStack, **loads: Load) -> dict[st
     return steps
 
 
-def main(runs: int, warmup: int, other: Path | None) -> int:
+def main(runs: int, warmup: int, others: dict[str, Path]) -> int:
     server = server_from_url(os.environ["TEST_DATABASE_URL"])
     with temporary_database(server) as url:
         migrate_to_head(url)  # env.py's fileConfig has set up logging: keep the output short
     logging.disable(logging.WARNING)
-    loads = {"": migrate_to_head} | ({"_other": migrate_with(other)} if other else {})
+    loads = {"": migrate_to_head} | {f"_{name}": migrate_with(ini) for name, ini in others.items()}
     with ExitStack() as stack:
         samples = timing.alternate(variants(server, stack, **loads), runs=runs, warmup=warmup)
     print(json.dumps(samples))
@@ -109,5 +110,5 @@ def main(runs: int, warmup: int, other: Path | None) -> int:
 
 
 if __name__ == "__main__":
-    other = Path(sys.argv[3]) if len(sys.argv) > 3 else None
-    sys.exit(main(int(sys.argv[1]), int(sys.argv[2]), other))
+    others = dict(argument.split("=", 1) for argument in sys.argv[3:])
+    sys.exit(main(int(sys.argv[1]), int(sys.argv[2]), {k: Path(v) for k, v in others.items()}))

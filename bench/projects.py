@@ -64,8 +64,16 @@ def run(
     return result
 
 
-def alembic(project: Project, *args: str, **options: object) -> subprocess.CompletedProcess[str]:
-    return run(project, str(project.bin / "alembic"), *args, **options)  # type: ignore[arg-type]
+def alembic(
+    project: Project,
+    *args: str,
+    cwd: Path | None = None,
+    bytecode_writes: bool = True,
+    **extra: str,
+) -> subprocess.CompletedProcess[str]:
+    """The project's own ``alembic`` console script, as ``run`` runs commands."""
+    alembic_script = str(project.bin / "alembic")
+    return run(project, alembic_script, *args, cwd=cwd, bytecode_writes=bytecode_writes, **extra)
 
 
 def new_project(template: Path, root: Path) -> Project:

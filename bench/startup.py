@@ -29,8 +29,8 @@ from .timing import Figure, alternate
 GOAL = 1.10  # the documented install should start as fast as a compiled one
 
 
-def current(project: Project, **options: object) -> None:
-    alembic(project, "current", **options)
+def current(project: Project, *, bytecode_writes: bool = True) -> None:
+    alembic(project, "current", bytecode_writes=bytecode_writes)
 
 
 def bytecode_files(project: Project) -> set[Path]:

@@ -8,7 +8,6 @@ time by a factor, so every figure states which case it measures.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -28,15 +27,13 @@ class CommandFailed(RuntimeError):
 
 
 def command_env(project: Project, *, bytecode_writes: bool = True, **extra: str) -> dict[str, str]:
-    env = uv_env()
+    """``project.environment()``, without the caller's bytecode and import-time settings."""
+    env = project.environment()
     for inherited in ("PYTHONDONTWRITEBYTECODE", "PYTHONPROFILEIMPORTTIME"):
         env.pop(inherited, None)
     if not bytecode_writes:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(project.env)
-    env.update(extra)
-    env["PATH"] = f"{project.bin}{os.pathsep}{env['PATH']}"
-    return env
+    return {**env, **extra}
 
 
 def run(

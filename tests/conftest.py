@@ -78,6 +78,7 @@ def history_baseline(
     git(project.root, "init", "--quiet")
     git(project.root, "add", "--all")
     git(project.root, "commit", "--quiet", "-m", "baseline")
+    git(project.root, "tag", "baseline")
     return project
 
 
@@ -86,5 +87,6 @@ def project_with_history(history_baseline: Project, database_url: str) -> Iterat
     """``history_baseline`` on a fresh, empty database; reset to the baseline afterwards."""
     history_baseline.env["DATABASE_URL"] = database_url
     yield history_baseline
-    git(history_baseline.root, "checkout", "--quiet", ".")
+    git(history_baseline.root, "reset", "--quiet", "--hard", "baseline")
     git(history_baseline.root, "clean", "-fdq")
+    git(history_baseline.root, "update-ref", "-d", "refs/remotes/origin/main")

@@ -16,6 +16,9 @@ revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# squawk rules this revision breaks on purpose, each with why that is safe here
+# (docs/safe-migrations.md), e.g. {"ban-drop-column": "unread since release 2026.11"}
+accepted_hazards: dict[str, str] = {}
 
 
 def upgrade() -> None:

@@ -1,0 +1,173 @@
+"""squawk on the SQL of new revisions, in one call, with hazards accepted on the record.
+
+Template-owned. A revision accepts a squawk rule, for itself only, with a
+reason that stays in its file::
+
+    accepted_hazards = {"ban-drop-column": "user.nickname unread since 2026.11 (PR #412)"}
+
+An empty reason, an unknown rule, or an accepted rule that no longer fires
+fails the lint: a stale acceptance would hide the next hazard.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
+
+from .revisions import BACKEND, RenderError, describe, offline_sql, project_config, select_revisions
+
+SQUAWK = ["squawk", "--config", str(BACKEND / ".squawk.toml"), "--reporter", "json"]
+HOW_TO_FIX = (
+    "make the change safe (docs/safe-migrations.md), or accept a hazard on the record in "
+    'the revision: accepted_hazards = {"<rule>": "<why it is safe>"}'
+)
+
+
+class DeclarationError(Exception):
+    """``accepted_hazards`` is malformed; the message is one line that names the revision."""
+
+
+@dataclass
+class Linted:
+    """One revision: its SQL file, what it accepts, and what squawk found."""
+
+    revision: Script
+    sql_file: Path
+    sql_lines: list[str]
+    accepted: dict[str, str]
+    findings: list[dict] = field(default_factory=list)
+
+    def fired(self) -> set[str]:
+        return {finding["rule_name"] for finding in self.findings}
+
+    def hazards(self) -> list[dict]:
+        return [f for f in self.findings if f["rule_name"] not in self.accepted]
+
+
+def accepted_hazards(revision: Script) -> dict[str, str]:
+    declared = getattr(revision.module, "accepted_hazards", {})
+    if not isinstance(declared, dict) or not all(
+        isinstance(rule, str) and isinstance(reason, str) for rule, reason in declared.items()
+    ):
+        raise DeclarationError(
+            f"{describe(revision)}: accepted_hazards must be a dict of squawk rule name to reason"
+        )
+    for rule, reason in declared.items():
+        if not reason.strip():
+            raise DeclarationError(
+                f"{describe(revision)}: accepted_hazards[{rule!r}] needs a reason: "
+                "why is it safe here?"
+            )
+    return declared
+
+
+def unknown_rules(rules: set[str]) -> set[str]:
+    """The rules squawk does not know, asking squawk itself (one call when all are known)."""
+    unknown: set[str] = set()
+    while rules - unknown:
+        probe = subprocess.run(
+            [*SQUAWK, "--exclude", ",".join(sorted(rules - unknown))],
+            input="",
+            capture_output=True,
+            text=True,
+        )
+        named = [rule for rule in rules - unknown if f"invalid rule name {rule}" in probe.stderr]
+        if probe.returncode != 2 or not named:
+            break
+        unknown.update(named)
+    return unknown
+
+
+def run_squawk(linted: list[Linted]) -> None:
+    """One squawk call over every SQL file; findings go to their revision."""
+    by_file = {str(item.sql_file): item for item in linted}
+    result = subprocess.run([*SQUAWK, *by_file], capture_output=True, text=True, cwd=BACKEND)
+    if result.returncode not in (0, 1):
+        reason = (result.stderr.strip().splitlines() or ["no output"])[0]
+        raise CommandError(f"squawk failed (exit {result.returncode}): {reason}")
+    for finding in json.loads(result.stdout or "[]"):
+        by_file[finding["file"]].findings.append(finding)
+
+
+def report_hazard(item: Linted, finding: dict) -> None:
+    line = finding["line"]
+    statement = item.sql_lines[line].strip() if line < len(item.sql_lines) else ""
+    print(f"{describe(item.revision)}: {finding['rule_name']}: {finding['message']}")
+    print(f"    SQL line {line + 1}: {statement}")
+    if finding.get("help"):
+        print(f"    help: {finding['help']}")
+
+
+def prepare(
+    script: ScriptDirectory, revisions: list[Script], workdir: Path
+) -> tuple[list[Linted], list[str]]:
+    """Render each revision's SQL to its own file; collect what stops a revision's lint."""
+    config = project_config()
+    linted: list[Linted] = []
+    problems: list[str] = []
+    for revision in revisions:
+        try:
+            accepted = accepted_hazards(revision)
+            sql = offline_sql(config, script, revision)
+        except (DeclarationError, RenderError) as error:
+            problems.append(str(error))
+            continue
+        sql_file = workdir / f"{Path(revision.path).stem}.sql"
+        sql_file.write_text(sql)
+        linted.append(Linted(revision, sql_file, sql.splitlines(), accepted))
+    return linted, problems
+
+
+def review(item: Linted, unknown: set[str]) -> tuple[int, list[str]]:
+    """Print the revision's hazards and accepted rules; return the hazard count and problems."""
+    for finding in item.hazards():
+        report_hazard(item, finding)
+    problems = []
+    for rule, reason in item.accepted.items():
+        if rule in unknown:
+            problems.append(
+                f"{describe(item.revision)}: accepted_hazards names {rule!r}, "
+                "which is not a squawk rule"
+            )
+        elif rule in item.fired():
+            print(f"{describe(item.revision)}: accepted {rule}: {reason}")
+        else:
+            problems.append(
+                f"{describe(item.revision)}: accepted_hazards lists {rule}, but squawk no "
+                "longer finds it: remove it, so that it cannot hide the next hazard"
+            )
+    return len(item.hazards()), problems
+
+
+def lint_migrations(everything: bool = False) -> int:
+    try:
+        script = ScriptDirectory.from_config(project_config())
+        selection = select_revisions(script, everything)
+    except CommandError as error:
+        print(f"lint-migrations: {error}", file=sys.stderr)
+        return 1
+    print(f"lint-migrations: {selection.reason}", flush=True)
+    if not selection.revisions:
+        return 0
+    with tempfile.TemporaryDirectory(prefix="lint-migrations-") as tmp:
+        linted, problems = prepare(script, selection.revisions, Path(tmp))
+        if linted:
+            run_squawk(linted)
+    unknown = unknown_rules({rule for item in linted for rule in item.accepted})
+    hazards = 0
+    for item in linted:
+        found, trouble = review(item, unknown)
+        hazards += found
+        problems += trouble
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if hazards:
+        print(f"lint-migrations: {hazards} lock hazard(s): {HOW_TO_FIX}", file=sys.stderr)
+    return 1 if hazards or problems else 0

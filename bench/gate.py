@@ -1,109 +1,124 @@
-"""4. The rendered project's migration gate (``uv run pytest``) at 10 and at 50 revisions.
+"""4. The rendered project's whole gate (``uvx nox``) at 10 and 50 revisions, against the bare work.
 
-The same project is measured with its first 10 revisions, then with all 50,
-against the bench's session server (``TEST_DATABASE_URL``). ``--durations=0``
-only adds pytest's timing report, which shows how each test's cost grows
-with its revision's place in the history.
+The bare work is what the gate checks: ``alembic upgrade head`` then
+``alembic downgrade base`` of the same revisions, through the CLI, on a scratch
+database. Gate and bare work take turns, so a slow spell of a shared machine
+hits both. Each nox session is also timed alone (the per-session split), and a
+cProfile of the pytest and lint sessions at 50 revisions says where their time
+goes. The project is not a git checkout, so lint-migrations lints every
+revision: the most it ever does.
 """
 
 from __future__ import annotations
 
 import pstats
-import re
 import statistics
 from pathlib import Path
 
-from .projects import History, run
-from .timing import Figure, measure, measure_until, profile_summary
+from .projects import History, alembic, run
+from .timing import Figure, alternate, measure, profile_summary
 
 COUNTS = (10, 50)
-STAIRWAY = re.compile(r"^([\d.]+)s call\s+\S+::test_stairway\[(\w+)\]", re.MULTILINE)
-PYTEST = ("uv", "run", "pytest", "--durations=0")
-
-
-def stairway_growth(history: History, report: str) -> dict[str, object]:
-    """Fit each stairway test's duration against its revision's position (1 = oldest)."""
-    position = {
-        step["revision_file"].split("_")[2]: index
-        for index, step in enumerate(history.steps, start=1)
-    }
-    points = sorted((position[rev], float(seconds)) for seconds, rev in STAIRWAY.findall(report))
-    if len(points) < 3:
-        return {}
-    slope, intercept = statistics.linear_regression(*zip(*points, strict=True))
-    return {
-        "stairway_tests": len(points),
-        "first_s": points[0][1],
-        "last_s": points[-1][1],
-        "fit_s": f"{intercept:.3f} + {slope:.4f} * position",
-        "sum_s": round(sum(seconds for _, seconds in points), 2),
-    }
+SESSIONS = ("lint", "tests", "lint-migrations")
+RUNS = 3
+GATE_GOAL = 6.0  # whole gate / bare work, at 50 revisions
+GROWTH_GOAL = 1.5  # whole gate at 50 / at 10 revisions
 
 
 def profile_counts(profile: Path) -> dict[str, object]:
-    """How often the gate connects, runs env.py and executes SQL, from a cProfile dump."""
+    """How often a session runs env.py, loads a revision file, connects and executes SQL."""
     stats = pstats.Stats(str(profile))
     wanted = {
-        "psycopg2.connect": ("psycopg2/__init__.py", "connect"),
         "alembic env.py runs": ("alembic/script/base.py", "run_env"),
+        "python files loaded (env.py, revisions)": ("alembic/util/pyfiles.py", "load_python_file"),
+        "psycopg2.connect": ("psycopg2/__init__.py", "connect"),
         "SQL statements": ("~", "<method 'execute' of 'psycopg2.extensions.cursor' objects>"),
+        "squawk runs": ("subprocess.py", "run"),
     }
     return {"profiled_total_s": round(stats.total_tt, 2)} | profile_summary(stats, wanted)  # type: ignore[attr-defined]
 
 
-def measure_gate(
-    history: History, server_url: str, workdir: Path, deadline: float
-) -> tuple[list[Figure], dict]:
-    """The gate's wall time at 10 and at 50 revisions, and where it goes.
-
-    At 10 revisions the warm-up is a profiled run. One run at 50 revisions takes
-    a minute or more, so that figure gets as many runs as fit before ``deadline``
-    (at least 3), with 4.1's runs as warm-up: the same venv and the same server.
-    """
+def profiles(history: History, server_url: str, workdir: Path) -> dict[str, object]:
     project = history.project
+    found = {}
+    for name, module in (("tests", ("pytest", "-q")), ("lint-migrations", LINT_MODULE)):
+        profile = workdir / f"{name}.prof"
+        run(
+            project,
+            *("uv", "run", "python", "-m", "cProfile", "-o", str(profile), "-m", *module),
+            TEST_DATABASE_URL=server_url,
+        )
+        found[name] = profile_counts(profile)
+    return found
+
+
+LINT_MODULE = ("tests.migration_gate.cli", "lint-migrations")
+
+
+def measure_gate(
+    history: History, server_url: str, database_url: str, workdir: Path
+) -> tuple[list[Figure], dict]:
+    """Whole gate and bare work at 10 and 50 revisions, each session alone at both."""
+    project = history.project
+
+    def bare_work() -> None:
+        alembic(project, "upgrade", "head", DATABASE_URL=database_url)
+        alembic(project, "downgrade", "base", DATABASE_URL=database_url)
+
+    def nox(*args: str) -> None:
+        run(project, "uvx", "nox", *args, TEST_DATABASE_URL=server_url)
+
+    bare, whole, sessions = {}, {}, {}
+    for count in COUNTS:
+        history.keep(count)
+        found = alternate(
+            {"bare": (bare_work, None, None), "gate": (nox, None, None)}, runs=RUNS, warmup=1
+        )
+        bare[count] = Figure(
+            f"4.{len(bare) * 2 + 1}",
+            f"bare work, {count} revisions: alembic upgrade head + downgrade base",
+            found["bare"],
+        )
+        whole[count] = Figure(
+            f"4.{len(whole) * 2 + 2}",
+            f"whole gate (uvx nox), {count} revisions",
+            found["gate"],
+            bare[count],
+            goal=GATE_GOAL if count == COUNTS[-1] else None,
+        )
+        for session in SESSIONS:
+            sessions[count, session] = measure(lambda s=session: nox("-s", s), runs=RUNS, warmup=0)
     few, many = COUNTS
-    reports = {}
-
-    def gate() -> None:
-        result = run(project, *PYTEST, TEST_DATABASE_URL=server_url)
-        reports[history.kept] = result.stdout
-
-    history.keep(few)
-    profile = workdir / "gate.prof"
-    run(
-        project,
-        *("uv", "run", "python", "-m", "cProfile", "-o", str(profile), "-m", "pytest", "-q"),
-        TEST_DATABASE_URL=server_url,
+    growth = Figure(
+        "4.5",
+        f"whole gate, {many} vs {few} revisions",
+        whole[many].samples,
+        whole[few],
+        goal=GROWTH_GOAL,
+        note=f"linear with no fixed cost would be {many / few:.1f}",
     )
-    samples = {few: measure(gate, warmup=0)}
-    history.keep(many)
-    samples[many] = measure_until(gate, deadline)
-
-    at_few = Figure("4.1", f"migration gate, {few} revisions (uv run pytest)", samples[few])
-    at_many = Figure(
-        "4.2",
-        f"migration gate, {many} revisions",
-        samples[many],
-        at_few,
-        note=f"no warm-up of its own; linear with no fixed cost would be {many / few:.1f}",
-    )
-    first = Figure(
-        "4.3",
-        f"  per revision, first {few} (gate / {few})",
-        [at_few.median / few],
+    split = [
+        Figure(
+            f"4.{6 + index}",
+            f"  session {session}, {many} revisions "
+            f"(at {few}: {statistics.median(sessions[few, session]):.2f} s)",
+            sessions[many, session],
+            bare[many],
+        )
+        for index, session in enumerate(SESSIONS)
+    ]
+    lint_per_revision = Figure(
+        "4.9",
+        f"  lint-migrations per revision, revisions {few + 1}-{many}",
+        [
+            (
+                statistics.median(sessions[many, "lint-migrations"])
+                - statistics.median(sessions[few, "lint-migrations"])
+            )
+            / (many - few)
+        ],
         derived=True,
-        note="includes the gate's fixed cost",
     )
-    later = Figure(
-        "4.4",
-        f"  per revision, revisions {few + 1}-{many}",
-        [(at_many.median - at_few.median) / (many - few)],
-        first,
-        derived=True,
-        note="ratio > 1: each revision costs more than the ones before it",
-    )
-    evidence = {
-        f"stairway_at_{many}": stairway_growth(history, reports[many]),
-        f"profile_at_{few}": profile_counts(profile),
-    }
-    return [at_few, at_many, first, later], evidence
+    evidence = {f"profile_at_{many}": profiles(history, server_url, workdir)}
+    figures = [bare[few], whole[few], bare[many], whole[many], growth, *split, lint_per_revision]
+    return figures, evidence

@@ -59,26 +59,6 @@ def alternate(
     return samples
 
 
-def measure_until(
-    action: Callable[[], object], deadline: float, *, least: int = 3, most: int | None = None
-) -> list[float]:
-    """Timed runs of ``action``, no warm-up: ``most`` of them, or fewer past ``deadline``.
-
-    For a figure whose single run takes minutes: after ``least`` runs, another
-    starts only if one more (as long as the slowest so far) ends before
-    ``deadline`` (a ``time.perf_counter()`` value).
-    """
-    most = RUNS if most is None else most
-    samples: list[float] = []
-    while len(samples) < most:
-        if len(samples) >= least and time.perf_counter() + max(samples) > deadline:
-            break
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 def profile_summary(
     stats: pstats.Stats, wanted: dict[str, tuple[str, str]]
 ) -> dict[str, dict[str, float]]:

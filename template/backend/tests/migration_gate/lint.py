@@ -21,7 +21,16 @@ from pathlib import Path
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
-from .revisions import BACKEND, RenderError, describe, offline_sql, project_config, select_revisions
+from .history import applied_revision_problems, squashes
+from .revisions import (
+    BACKEND,
+    RenderError,
+    Selection,
+    describe,
+    offline_sql,
+    project_config,
+    select_revisions,
+)
 
 SQUAWK = ["squawk", "--config", str(BACKEND / ".squawk.toml"), "--reporter", "json"]
 HOW_TO_FIX = (
@@ -113,6 +122,9 @@ def prepare(
     linted: list[Linted] = []
     problems: list[str] = []
     for revision in revisions:
+        if squashes(revision):
+            print(f"{describe(revision)}: not linted: a squash baseline runs on new databases only")
+            continue
         try:
             accepted = accepted_hazards(revision)
             sql = offline_sql(config, script, revision)
@@ -146,6 +158,13 @@ def review(item: Linted, unknown: set[str]) -> tuple[int, list[str]]:
     return len(item.hazards()), problems
 
 
+def applied_changes(script: ScriptDirectory, selection: Selection) -> list[str]:
+    """Problems with revisions that existed at the base: changed SQL, or deleted."""
+    if selection.start is None:
+        return []
+    return applied_revision_problems(project_config(), script, selection.start)
+
+
 def lint_migrations(everything: bool = False) -> int:
     try:
         script = ScriptDirectory.from_config(project_config())
@@ -154,12 +173,12 @@ def lint_migrations(everything: bool = False) -> int:
         print(f"lint-migrations: {error}", file=sys.stderr)
         return 1
     print(f"lint-migrations: {selection.reason}", flush=True)
-    if not selection.revisions:
-        return 0
+    problems = applied_changes(script, selection)
     with tempfile.TemporaryDirectory(prefix="lint-migrations-") as tmp:
-        linted, problems = prepare(script, selection.revisions, Path(tmp))
+        linted, unlintable = prepare(script, selection.revisions, Path(tmp))
         if linted:
             run_squawk(linted)
+    problems += unlintable
     unknown = unknown_rules({rule for item in linted for rule in item.accepted})
     hazards = 0
     for item in linted:

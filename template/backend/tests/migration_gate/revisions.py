@@ -31,10 +31,12 @@ class RenderError(Exception):
 
 @dataclass(frozen=True)
 class Selection:
-    """The revisions to look at, oldest first, and one line that says why these."""
+    """The revisions to look at, oldest first, one line that says why these, and the base."""
 
     revisions: list[Script]
     reason: str
+    start: str | None  # the commit the change started from: the base's merge base
+    base: str  # the base ref as the user named it, or why there is none
 
 
 def project_config() -> Config:
@@ -81,12 +83,14 @@ def base_ref() -> tuple[str | None, str]:
     return None, "no base ref (set MIGRATION_LINT_BASE, or fetch origin/main)"
 
 
-def changed_files(base: str) -> set[Path]:
-    """Revision files added or edited since ``base``, committed or not."""
-    merge_base = git("merge-base", base, "HEAD").stdout.strip() or base
-    edited = git(
-        "diff", "--name-only", "--diff-filter=AMR", "--relative", merge_base, "--", VERSIONS
-    )
+def merge_base(base: str) -> str:
+    """Where the change started from ``base``: what a pull request's diff compares with."""
+    return git("merge-base", base, "HEAD").stdout.strip() or base
+
+
+def changed_files(start: str) -> set[Path]:
+    """Revision files added or edited since the commit ``start``, committed or not."""
+    edited = git("diff", "--name-only", "--diff-filter=AMR", "--relative", start, "--", VERSIONS)
     untracked = git("ls-files", "--others", "--exclude-standard", "--", VERSIONS)
     names = edited.stdout.split("\n") + untracked.stdout.split("\n")
     return {(BACKEND / name).resolve() for name in names if name.strip()}
@@ -94,14 +98,16 @@ def changed_files(base: str) -> set[Path]:
 
 def select_revisions(script: ScriptDirectory, everything: bool) -> Selection:
     revisions = oldest_first(script)
-    if everything:
-        return Selection(revisions, f"all {len(revisions)} revision(s) (--all)")
     base, why = base_ref()
-    if base is None:
-        return Selection(revisions, f"all {len(revisions)} revision(s): {why}")
-    changed = changed_files(base)
+    start = merge_base(base) if base else None
+    scope = f"all {len(revisions)} revision(s)" + (" (--all)" if everything else "")
+    if start is None:
+        return Selection(revisions, f"{scope}; applied revisions not compared: {why}", None, why)
+    if everything:
+        return Selection(revisions, scope, start, why)
+    changed = changed_files(start)
     new = [revision for revision in revisions if Path(revision.path).resolve() in changed]
-    return Selection(new, f"{len(new)} revision(s) added or changed since {why}")
+    return Selection(new, f"{len(new)} revision(s) added or changed since {why}", start, why)
 
 
 def offline_sql(config: Config, script: ScriptDirectory, revision: Script) -> str:

@@ -154,9 +154,9 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
 
-def alembic_ok(project: Project, *args: str) -> str:
+def alembic_ok(project: Project, *args: str, **env: str) -> str:
     """Run ``alembic ARGS`` in the project; fail the test with its output unless it succeeds."""
-    result = project.alembic(*args)
+    result = project.alembic(*args, **env)
     assert result.returncode == 0, f"alembic {' '.join(args)} failed:\n{output(result)}"
     return output(result)
 

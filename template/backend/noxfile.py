@@ -37,3 +37,13 @@ def lint_migrations(session: nox.Session) -> None:
     session.run(
         "uv", "run", "python", "-m", "tests.migration_gate.cli", "lint-migrations", *session.posargs
     )
+
+
+@nox.session(venv_backend="none")
+def squash(session: nox.Session) -> None:
+    """Replace the revisions up to REV with one baseline: `uvx nox -s squash -- REV`.
+
+    Databases at REV or later need nothing; check every environment first
+    (`uv run alembic current`): one below REV cannot follow the new history.
+    """
+    session.run("uv", "run", "python", "-m", "tests.migration_gate.cli", "squash", *session.posargs)

@@ -32,7 +32,12 @@ from .revisions import (
     select_revisions,
 )
 
-SQUAWK = ["squawk", "--config", str(BACKEND / ".squawk.toml"), "--reporter", "json"]
+# squawk-cli installs its binary beside this interpreter, on PATH or not.
+SQUAWK_BINARY = Path(sys.executable).with_name("squawk")
+SQUAWK = [
+    str(SQUAWK_BINARY) if SQUAWK_BINARY.exists() else "squawk",
+    *("--config", str(BACKEND / ".squawk.toml"), "--reporter", "json"),
+]
 HOW_TO_FIX = (
     "make the change safe (docs/safe-migrations.md), or accept a hazard on the record in "
     'the revision: accepted_hazards = {"<rule>": "<why it is safe>"}'

@@ -87,9 +87,10 @@ BLOCKS = recipe_blocks()
 def accepted_rules(block: str) -> set[str]:
     """The rules a revision snippet accepts in its ``accepted_hazards``."""
     for node in ast.parse(block).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        if any(getattr(target, "id", None) == "accepted_hazards" for target in targets):
-            return set(ast.literal_eval(node.value))  # type: ignore[attr-defined]
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(getattr(target, "id", None) == "accepted_hazards" for target in targets):
+                return set(ast.literal_eval(node.value))
     return set()
 
 
@@ -143,7 +144,7 @@ def write_release(scenario: Scenario, release: int) -> dict[str, set[str]]:
         [retired] = BLOCKS["retired/env-hooks"]
         edited = re.sub(
             r"def include_name\(.*?\n    return True\n",
-            retired,
+            lambda _: retired,
             scenario.env_hooks,
             flags=re.DOTALL,
         )
@@ -208,6 +209,13 @@ def test_every_recipe_is_in_the_doc_with_its_unsafe_form_and_rule() -> None:
         assert f"{recipe}/before" in BLOCKS and f"{recipe}/unsafe" in BLOCKS, recipe
         assert f"{recipe}/release-1/revision" in BLOCKS or f"{recipe}/release-1/model" in BLOCKS
         assert f"`{UNSAFE_RULES[recipe]}`" in DOC.read_text(), "the doc names the rule"
+
+
+def test_the_rendered_project_ships_the_doc_that_the_lint_points_to(scenario: Scenario) -> None:
+    rendered = scenario.project.backend / "docs" / "safe-migrations.md"
+    assert rendered.read_text() == DOC.read_text()
+    lint_module = scenario.project.backend / "tests" / "migration_gate" / "lint.py"
+    assert "docs/safe-migrations.md" in lint_module.read_text()
 
 
 def test_unsafe_forms_fail_the_lint_naming_their_rule(scenario: Scenario) -> None:

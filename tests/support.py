@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -218,3 +219,15 @@ def write_revision(project: Project, rev: str, down: str, upgrade: str, downgrad
 
 def head_revision(project: Project) -> str:
     return project.alembic("heads").stdout.split()[0]
+
+
+MARKED_BLOCK = re.compile(r"<!-- recipe: (\S+) -->\n```python\n(.*?)```", re.DOTALL)
+
+
+def recipe_blocks(doc: Path) -> dict[str, list[str]]:
+    """Each code block of a rendered project's doc that follows a ``<!-- recipe: NAME -->``
+    marker, by marker, in the doc's order: tests run the doc's code as written."""
+    blocks: dict[str, list[str]] = {}
+    for marker, code in MARKED_BLOCK.findall(doc.read_text()):
+        blocks.setdefault(marker, []).append(code)
+    return blocks

@@ -24,12 +24,20 @@ import psycopg
 import pytest
 
 from .conftest import postgres
-from .support import REPO, Project, alembic_ok, git, head_revision, output, render
+from .support import (
+    REPO,
+    Project,
+    alembic_ok,
+    git,
+    head_revision,
+    output,
+    recipe_blocks,
+    render,
+)
 from .test_gate import run_gate
 from .test_lint_migrations import lint
 
 DOC = REPO / "template" / "backend" / "docs" / "safe-migrations.md"
-MARKED_BLOCK = re.compile(r"<!-- recipe: (\S+) -->\n```python\n(.*?)```", re.DOTALL)
 # In the doc's order; each recipe's models live in a module of their own.
 RECIPES = [
     "drop-column",
@@ -73,15 +81,7 @@ STORAGE = (
 )
 
 
-def recipe_blocks() -> dict[str, list[str]]:
-    """Each marked code block of the doc, by its marker, in the doc's order."""
-    blocks: dict[str, list[str]] = {}
-    for marker, code in MARKED_BLOCK.findall(DOC.read_text()):
-        blocks.setdefault(marker, []).append(code)
-    return blocks
-
-
-BLOCKS = recipe_blocks()
+BLOCKS = recipe_blocks(DOC)
 
 
 def accepted_rules(block: str) -> set[str]:

@@ -102,7 +102,7 @@ def upgrade(config: Config, release: Plan) -> None:
     try:
         command.upgrade(config, "head")
     except Exception as error:  # the revision's transaction is rolled back; say where we are
-        reason = first_line(error)
+        reason = first_line(error).removeprefix("rolled back: ")
         try:
             now = current_revision()
         except (CommandError, DeployError) as unreadable:

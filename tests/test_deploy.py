@@ -85,7 +85,7 @@ def test_a_failing_revision_is_rolled_back_and_named(
 ) -> None:
     """Three revisions to deploy, the second fails: production stays at the first."""
     project = project_with_history
-    user, nickname, team = revisions(project)
+    _user, nickname, team = revisions(project)
     alembic_ok(project, "upgrade", nickname)
     write_revision(
         project,

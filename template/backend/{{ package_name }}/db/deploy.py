@@ -75,8 +75,8 @@ def plan(script: ScriptDirectory) -> Plan:
             f"the database is at revision {current}, which no file in migrations/versions "
             "knows; run db-doctor, nothing was changed"
         )
-    pending = [revision.revision for revision in script.iterate_revisions("heads", current or "base")]
-    return Plan(current, pending[::-1])
+    newest_first = script.iterate_revisions("heads", current or "base")
+    return Plan(current, [revision.revision for revision in newest_first][::-1])
 
 
 def offline_sql(config: Config, release: Plan) -> str:

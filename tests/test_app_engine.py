@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from .support import Project, output, render
 from .test_neon_safety import PW
-from .test_pgbouncer import pooler  # noqa: F401  (fixture)
+from .test_pgbouncer import pooler  # noqa: F401  (a fixture, requested by pgbouncer)
 
 # Reads a line per query from stdin and prints the server process that ran it.
 # "bare" builds the engine without the template's arguments, as a control.
@@ -181,6 +181,12 @@ def test_connections_are_recycled_after_the_configured_age(
     assert after[1] != before[1], "after DATABASE_POOL_RECYCLE seconds it is replaced"
 
 
+@pytest.fixture
+def pgbouncer(request: pytest.FixtureRequest) -> str:
+    """The client URL of a real PgBouncer in transaction mode (``pooler`` of test_pgbouncer.py)."""
+    return request.getfixturevalue("pooler")
+
+
 def as_neon_pooler(url: str) -> str:
     """``url`` under a Neon-style ``-pooler`` host name that libpq never looks up."""
     parsed = make_url(url)
@@ -191,9 +197,9 @@ def as_neon_pooler(url: str) -> str:
 
 
 def test_repeated_queries_work_through_pgbouncer_with_psycopg(
-    psycopg_project: Project, pooler: str  # noqa: F811
+    psycopg_project: Project, pgbouncer: str
 ) -> None:
-    pooled = as_neon_pooler(pooler)
+    pooled = as_neon_pooler(pgbouncer)
     result = run_probe(psycopg_project, REPEATED_QUERY_PROBE, DATABASE_URL=pooled)
     assert result.returncode == 0 and result.stdout == "ok\n", output(result)
     opted_in = run_probe(
@@ -207,26 +213,27 @@ def test_repeated_queries_work_through_pgbouncer_with_psycopg(
     assert "n30n" not in output(result) + output(opted_in)
 
 
-def test_startup_options_never_reach_the_pooler(
-    psycopg2_project: Project, pooler: str  # noqa: F811
-) -> None:
+def test_startup_options_never_reach_the_pooler(psycopg2_project: Project, pgbouncer: str) -> None:
     with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter"):
-        psycopg.connect(pooler, options="-c search_path=app").close()
+        psycopg.connect(pgbouncer, options="-c search_path=app").close()
     check = "from my_service.db import get_engine; get_engine()"
     python = str(psycopg2_project.bin / "python")
     refused = psycopg2_project.run(
-        python, "-c", check, DATABASE_URL=as_neon_pooler(pooler) + "&options=-csearch_path%3Dapp"
+        python, "-c", check, DATABASE_URL=as_neon_pooler(pgbouncer) + "&options=-csearch_path%3Dapp"
     )
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
     assert "refuses the startup parameter 'options'" in last and "DATABASE_URL" in last
     assert "n30n" not in output(refused)
     from_environment = psycopg2_project.run(
-        python, "-c", check, DATABASE_URL=as_neon_pooler(pooler), PGOPTIONS="-c work_mem=8MB"
+        python, "-c", check, DATABASE_URL=as_neon_pooler(pgbouncer), PGOPTIONS="-c work_mem=8MB"
     )
     assert "set by the PGOPTIONS environment variable" in from_environment.stderr
     neon_endpoint = psycopg2_project.run(
-        python, "-c", check, DATABASE_URL=as_neon_pooler(pooler) + "&options=endpoint%3Dep-test-123"
+        python,
+        "-c",
+        check,
+        DATABASE_URL=as_neon_pooler(pgbouncer) + "&options=endpoint%3Dep-test-123",
     )
     assert neon_endpoint.returncode == 0, output(neon_endpoint)
 

@@ -6,6 +6,7 @@ what they did (or did not do) is checked from a separate psycopg connection.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ from .support import (
     write_revision,
 )
 from .test_neon_safety import PW, through_fake_pooler
+
+WATCHER_PASSWORD = "w4tch3r-pw"
 
 
 def with_password(url: str) -> str:
@@ -166,31 +169,33 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(
     assert schema_state(database_url) == before
 
 
+def documented_role_sql(project: Project, role: str, database: str) -> str:
+    """The SQL that docs/deploy.md tells teams to run, for this role and database."""
+    docs = (project.backend / "docs" / "deploy.md").read_text()
+    found = re.search(r"```sql\n(CREATE ROLE drift_watch .*?)```", docs, re.DOTALL)
+    assert found, "docs/deploy.md shows the drift watch role"
+    return (
+        found.group(1)
+        .replace("drift_watch", role)
+        .replace("neondb", database)
+        .replace("'a long random password'", f"'{WATCHER_PASSWORD}'")
+    )
+
+
 @pytest.fixture
 def read_only_url(project_with_history: Project, database_url: str) -> Iterator[str]:
-    """A database at head, and a login role with the least privilege the drift watch needs.
-
-    The role is the one docs/deploy.md tells teams to create on Neon.
-    """
+    """A database at head, and the drift watch's role created by the SQL in docs/deploy.md."""
     alembic_ok(project_with_history, "upgrade", "head")
     admin = make_url(database_url)
     role = f"drift_watch_{admin.database}"
-    statements = [
-        "CREATE ROLE {role} LOGIN PASSWORD 'drift-watch-pw'",
-        "GRANT CONNECT ON DATABASE {db} TO {role}",
-        "GRANT USAGE ON SCHEMA public TO {role}",
-        "GRANT SELECT ON public.alembic_version TO {role}",
-        "ALTER ROLE {role} SET default_transaction_read_only = on",
-    ]
-    names = {"role": sql.Identifier(role), "db": sql.Identifier(admin.database or "")}
     with psycopg.connect(database_url, autocommit=True) as connection:
-        for statement in statements:
-            connection.execute(sql.SQL(statement).format(**names))
+        connection.execute(documented_role_sql(project_with_history, role, admin.database or ""))
     try:
-        yield admin.set(username=role, password="drift-watch-pw").render_as_string(
+        yield admin.set(username=role, password=WATCHER_PASSWORD).render_as_string(
             hide_password=False
         )
     finally:
+        names = {"role": sql.Identifier(role), "db": sql.Identifier(admin.database or "")}
         with psycopg.connect(database_url, autocommit=True) as connection:
             connection.execute(sql.SQL("DROP OWNED BY {role}").format(**names))
             connection.execute(sql.SQL("REVOKE ALL ON DATABASE {db} FROM {role}").format(**names))
@@ -213,7 +218,7 @@ def test_doctor_watches_drift_with_a_read_only_role(
     assert "the models differ from the database" in drift.stdout and "motto" in drift.stdout
 
     assert schema_state(database_url) == before, "the watcher wrote nothing and ran no DDL"
-    assert "drift-watch-pw" not in output(healthy) + output(drift)
+    assert WATCHER_PASSWORD not in output(healthy) + output(drift)
     with psycopg.connect(read_only_url) as watcher, pytest.raises(psycopg.errors.Error) as denied:
         watcher.execute("CREATE TABLE intruder (id int)")
     assert isinstance(

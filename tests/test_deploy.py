@@ -122,6 +122,27 @@ def test_drift_after_the_upgrade_fails_the_deploy(
     assert version_rows(database_url) == [head_revision(project)]
 
 
+def test_a_revision_that_reads_the_database_deploys_without_a_preview(
+    project_with_history: Project, database_url: str, tmp_path: Path
+) -> None:
+    project = project_with_history
+    alembic_ok(project, "upgrade", "head")
+    write_revision(
+        project,
+        "bac0f111bac0",
+        head_revision(project),
+        "if op.get_bind().execute(sa.text('SELECT count(*) FROM team')).scalar() == 0:\n"
+        "        op.execute(\"INSERT INTO team (title) VALUES ('first')\")",
+        "pass",
+    )
+    result = deploy(project, tmp_path / "summary.md")
+    assert result.returncode == 0, output(result)
+    assert result.stdout.startswith("-- no offline preview: "), result.stdout
+    assert version_rows(database_url) == ["bac0f111bac0"]
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute("SELECT title FROM team").fetchall() == [("first",)]
+
+
 def schema_state(url: str) -> list[tuple[object, ...]]:
     """Every relation and column in public, and the version row with its xmin (changes on write)."""
     with psycopg.connect(url) as connection:

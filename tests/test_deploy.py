@@ -164,8 +164,9 @@ def schema_state(url: str) -> list[tuple[object, ...]]:
         ({"DATABASE_URL": "", "DATABASE_URL_UNPOOLED": ""}, "DATABASE_URL is not set"),
         ("pooled", "DATABASE_URL_UNPOOLED points at a pooled (-pooler) host"),
         ("unknown", "deadbeef0000, which no file in migrations/versions knows; run db-doctor"),
+        ("broken", "SyntaxError"),
     ],
-    ids=["no-url", "pooled-url-no-direct-host", "unknown-revision"],
+    ids=["no-url", "pooled-url-no-direct-host", "unknown-revision", "revision-does-not-parse"],
 )
 def test_bad_input_fails_in_one_line_and_changes_nothing(
     project_with_history: Project,
@@ -180,6 +181,9 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(
         with psycopg.connect(database_url, autocommit=True) as connection:
             connection.execute("UPDATE alembic_version SET version_num = 'deadbeef0000'")
             connection.execute("DROP TABLE team")
+        env = {}
+    elif env == "broken":
+        write_revision(project, "b40c3nb40c3n", head_revision(project), "pass", "pass(")
         env = {}
     elif env == "pooled":
         env = {"DATABASE_URL_UNPOOLED": through_fake_pooler(database_url)}

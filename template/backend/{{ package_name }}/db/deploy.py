@@ -161,6 +161,13 @@ def deploy() -> str:
     return f"production is at {head} and matches the models"
 
 
+def fail(reason: str) -> int:
+    message = f"db-deploy: {reason}"
+    write_summary(f"**Failed:** {message}")
+    print(message, file=sys.stderr)
+    return 1
+
+
 def main() -> int:
     config_file = alembic_config().config_file_name
     if config_file:
@@ -168,10 +175,9 @@ def main() -> int:
     try:
         outcome = deploy()
     except (CommandError, DeployError) as error:
-        message = f"db-deploy: {first_line(error)}"
-        write_summary(f"**Failed:** {message}")
-        print(message, file=sys.stderr)
-        return 1
+        return fail(first_line(error))
+    except Exception as error:  # e.g. a revision file that does not import: still one line
+        return fail(f"{type(error).__name__}: {first_line(error)}")
     write_summary(f"**Done:** {outcome}.")
     print(f"db-deploy: {outcome}", file=sys.stderr)
     return 0

@@ -144,6 +144,18 @@ def test_drift_watch_runs_daily_read_only_and_reports_in_one_issue(
     assert path.read_text().count("secrets.") == 1
 
 
+def test_every_run_step_is_valid_bash(render_project: Callable[..., Project]) -> None:
+    for path in workflows(render_project(neon_branch_per_pr=True).root):
+        workflow = yaml.safe_load(path.read_text())
+        for job in workflow["jobs"]:
+            for step in steps_of(workflow, job):
+                if "run" in step:
+                    parsed = subprocess.run(
+                        ["bash", "-n"], input=step["run"], capture_output=True, text=True
+                    )
+                    assert parsed.returncode == 0, f"{path.name}, {job}: {parsed.stderr}"
+
+
 @pytest.mark.parametrize("name", [*ALWAYS, "neon-branch.yml"])
 def test_the_validators_catch_a_broken_workflow(
     render_project: Callable[..., Project], name: str

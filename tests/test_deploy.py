@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -254,3 +255,35 @@ def test_doctor_watches_drift_with_a_read_only_role(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             watcher.execute("UPDATE alembic_version SET version_num = 'x'")
     assert schema_state(database_url) == before
+
+
+def drift_watch_step(project: Project, database_url: str, tmp_path: Path) -> str:
+    """Run the drift watch's doctor step as the workflow has it; return what it outputs."""
+    workflow = yaml.safe_load((project.root / ".github/workflows/drift-watch.yml").read_text())
+    step = next(s for s in workflow["jobs"]["doctor"]["steps"] if s.get("id") == "doctor")
+    outputs = tmp_path / "github_output"
+    outputs.write_text("")
+    ran = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=project.backend,
+        env=project.environment(
+            DATABASE_URL=database_url, RUNNER_TEMP=str(tmp_path), GITHUB_OUTPUT=str(outputs)
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 0, output(ran)
+    return outputs.read_text()
+
+
+def test_drift_watch_step_passes_the_doctors_report_on(
+    project_with_history: Project, database_url: str, tmp_path: Path
+) -> None:
+    project = project_with_history
+    alembic_ok(project, "upgrade", "head")
+    assert drift_watch_step(project, database_url, tmp_path).startswith("status=0\n")
+    project.write_model("team", TEAM_MODEL + "    motto: str | None = None\n")
+    found = drift_watch_step(project, database_url, tmp_path)
+    assert found.startswith("status=1\nreport<<DRIFT_WATCH_REPORT\n"), found
+    assert "problem: the models differ from the database" in found
+    assert found.endswith("DRIFT_WATCH_REPORT\n")

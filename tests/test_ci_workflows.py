@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +19,14 @@ LEAST_PRIVILEGE = {
     "gate": {"contents": "read"},
     "migrate": {"contents": "read", "pull-requests": "write"},  # the schema-diff comment
     "delete": {},
+    "deploy": {"contents": "read"},
+    "doctor": {"contents": "read"},
+    "report": {"issues": "write"},  # the drift issue; this job sees no database secret
 }
+ALWAYS = ["deploy-migrations.yml", "drift-watch.yml", "migration-gate.yml"]
+# delete-branch-action's main at the merge of its fix (PR #33): inputs reach
+# the shell through env. Its v3.2.1 tag interpolates them into the script.
+DELETE_BRANCH_MAIN = "aed9ab1ec86e380312c7b0a9e29942e41349adf6"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
 
@@ -49,10 +57,7 @@ def test_workflows_are_valid_and_zizmor_clean(
 ) -> None:
     root = render_project(neon_branch_per_pr=neon_branch_per_pr, postgres_version="16").root
     names = [path.name for path in workflows(root)]
-    expected = (
-        ["migration-gate.yml", "neon-branch.yml"] if neon_branch_per_pr else ["migration-gate.yml"]
-    )
-    assert names == expected
+    assert names == (sorted([*ALWAYS, "neon-branch.yml"]) if neon_branch_per_pr else ALWAYS)
     checked = schema_check(*workflows(root))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     audited = zizmor(root)
@@ -71,7 +76,7 @@ def test_workflows_use_least_privilege_and_pinned_actions(
             assert job["permissions"] == LEAST_PRIVILEGE[name], f"{path.name}: job {name}"
             for step in job["steps"]:
                 uses = step.get("uses", "")
-                if uses and not uses.startswith("neondatabase/"):
+                if uses:
                     assert PINNED.match(uses), f"{path.name}: {uses} is not pinned to a commit"
                 if uses.startswith("actions/checkout"):
                     assert step["with"]["persist-credentials"] is False
@@ -80,31 +85,97 @@ def test_workflows_use_least_privilege_and_pinned_actions(
     assert gate["jobs"]["gate"]["steps"][-1]["run"] == "uvx nox"
 
 
-def test_neon_workflow_migrates_over_the_direct_url(render_project: Callable[..., Project]) -> None:
-    root = render_project(neon_branch_per_pr=True).root
-    neon = yaml.safe_load((root / ".github/workflows/neon-branch.yml").read_text())
-    migrate = next(
-        s for s in neon["jobs"]["migrate"]["steps"] if s.get("run", "").startswith("uv run alembic")
-    )
+def steps_of(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    return workflow["jobs"][job]["steps"]
+
+
+def test_neon_branch_is_pinned_expires_and_is_deployed_like_production(
+    render_project: Callable[..., Project],
+) -> None:
+    path = render_project(neon_branch_per_pr=True).root / ".github/workflows/neon-branch.yml"
+    neon = yaml.safe_load(path.read_text())
+    migrate = next(s for s in steps_of(neon, "migrate") if "db-deploy" in s.get("run", ""))
+    assert migrate["run"] == "uv run --no-sync db-deploy"
     assert migrate["env"] == {"DATABASE_URL_UNPOOLED": "${{ steps.branch.outputs.db_url }}"}
-    uses = [s.get("uses", "") for job in neon["jobs"].values() for s in job["steps"]]
-    assert any(u.startswith("neondatabase/create-branch-action@v6") for u in uses)
-    assert any(u.startswith("neondatabase/schema-diff-action@") for u in uses)
-    assert any(u.startswith("neondatabase/delete-branch-action@") for u in uses)
-    assert "secrets.NEON_API_KEY" in (root / ".github/workflows/neon-branch.yml").read_text()
+    uses = {
+        s["uses"].split("@")[0]: s
+        for job in neon["jobs"]
+        for s in steps_of(neon, job)
+        if "uses" in s
+    }
+    assert uses["neondatabase/delete-branch-action"]["uses"].endswith(DELETE_BRANCH_MAIN)
+    create = uses["neondatabase/create-branch-action"]["with"]
+    assert create["expires_at"] == "${{ steps.expiry.outputs.expires_at }}"
+    assert "neondatabase/schema-diff-action" in uses
+    assert "secrets.NEON_API_KEY" in path.read_text()
 
 
-def test_the_validators_catch_a_broken_workflow(render_project: Callable[..., Project]) -> None:
+def test_deploy_migrates_production_once_at_a_time(render_project: Callable[..., Project]) -> None:
+    deploy = yaml.safe_load(
+        (render_project().root / ".github/workflows/deploy-migrations.yml").read_text()
+    )
+    assert deploy[True] == {"push": {"branches": ["main"]}}  # YAML 1.1 reads "on" as True
+    assert deploy["concurrency"]["cancel-in-progress"] is False
+    job = deploy["jobs"]["deploy"]
+    assert job["environment"] == "production"
+    migrate = steps_of(deploy, "deploy")[-1]
+    assert migrate["run"] == "uv run --no-sync db-deploy"
+    assert migrate["env"] == {
+        "DATABASE_URL_UNPOOLED": "${{ secrets.DATABASE_URL_UNPOOLED }}",
+        "DATABASE_URL": "${{ secrets.DATABASE_URL }}",
+    }
+
+
+def test_drift_watch_runs_daily_read_only_and_reports_in_one_issue(
+    render_project: Callable[..., Project],
+) -> None:
+    path = render_project().root / ".github/workflows/drift-watch.yml"
+    watch = yaml.safe_load(path.read_text())
+    assert set(watch[True]) == {"schedule", "workflow_dispatch"}
+    doctor = next(s for s in steps_of(watch, "doctor") if s.get("id") == "doctor")
+    assert doctor["env"] == {"DATABASE_URL": "${{ secrets.DATABASE_URL_READONLY }}"}
+    assert "uv run --no-sync db-doctor" in doctor["run"]
+    report = watch["jobs"]["report"]
+    assert report["needs"] == "doctor" and report["if"] == "failure()"
+    issue = report["steps"][0]
+    assert "secrets." not in yaml.safe_dump(report), "the job that writes issues sees no database"
+    assert issue["env"]["REPORT"] == "${{ needs.doctor.outputs.report }}"
+    assert "gh issue edit" in issue["run"] and "gh issue create" in issue["run"]
+    assert path.read_text().count("secrets.") == 1
+
+
+def test_every_run_step_is_valid_bash(render_project: Callable[..., Project]) -> None:
+    for path in workflows(render_project(neon_branch_per_pr=True).root):
+        workflow = yaml.safe_load(path.read_text())
+        for job in workflow["jobs"]:
+            for step in steps_of(workflow, job):
+                if "run" in step:
+                    parsed = subprocess.run(
+                        ["bash", "-n"], input=step["run"], capture_output=True, text=True
+                    )
+                    assert parsed.returncode == 0, f"{path.name}, {job}: {parsed.stderr}"
+
+
+@pytest.mark.parametrize("name", [*ALWAYS, "neon-branch.yml"])
+def test_the_validators_catch_a_broken_workflow(
+    render_project: Callable[..., Project], name: str
+) -> None:
     """A template injection fails zizmor; a misspelt key fails the schema check."""
-    root = render_project().root
-    gate = root / ".github/workflows/migration-gate.yml"
-    original = gate.read_text()
-    gate.write_text(
-        original.replace(
-            "      - run: uv sync\n", '      - run: echo "${{ github.event.pull_request.title }}"\n'
+    root = render_project(neon_branch_per_pr=True).root
+    workflow = root / ".github/workflows" / name
+    original = workflow.read_text()
+    assert original.count("        run: uv sync") + original.count("      - run: uv sync") == 1
+    workflow.write_text(
+        re.sub(
+            r"run: uv sync.*\n",
+            'run: echo "${{ github.event.head_commit.message }}"\n',
+            original,
+            count=1,
         )
     )
     injected = zizmor(root)
     assert injected.returncode != 0 and "template-injection" in injected.stdout + injected.stderr
-    gate.write_text(original.replace("runs-on:", "runs_on:"))
-    assert schema_check(gate).returncode != 0
+    workflow.write_text(original)
+    assert schema_check(workflow).returncode == 0
+    workflow.write_text(original.replace("runs-on:", "runs_on:", 1))
+    assert schema_check(workflow).returncode != 0

@@ -377,7 +377,8 @@ def pip(project: Project, *args: str) -> None:
 
 def test_zoo_goes_through_the_whole_loop(zoo: Project, database_url: str) -> None:
     revision = autogenerate_zoo(zoo)
-    assert portability_problems(revision.read_text()) == []
+    problems = portability_problems(revision.read_text())
+    assert problems == [], "the revision is not portable:\n" + "\n".join(problems)
 
     alembic_ok(zoo, "upgrade", "head")
     assert column_types(database_url) == COLUMN_TYPES_IN_DATABASE
@@ -556,11 +557,13 @@ def portability_problems(source: str) -> list[str]:
             defined.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             defined.add(node.id)
-    problems += [
-        f"line {node.lineno}: {node.id} is never imported"
+    undefined = [
+        node
         for node in ast.walk(tree)
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined
     ]
+    for node in sorted(undefined, key=lambda node: (node.lineno, node.col_offset)):
+        problems.append(f"line {node.lineno}: {node.id} is never imported")
     return problems
 
 

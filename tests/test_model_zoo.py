@@ -394,7 +394,7 @@ def test_zoo_goes_through_the_whole_loop(zoo: Project, database_url: str) -> Non
         assert indexes["ix_task_open_due"].endswith("WHERE (done_at IS NULL)")
         identities = dict(
             connection.execute(
-                "SELECT attrelid::regclass::text || '.' || attname, attidentity || attgenerated "
+                "SELECT attrelid::regclass::text || '.' || attname, attidentity::text || attgenerated::text "
                 "FROM pg_attribute WHERE attidentity <> '' OR attgenerated <> ''"
             ).fetchall()
         )

@@ -394,7 +394,8 @@ def test_zoo_goes_through_the_whole_loop(zoo: Project, database_url: str) -> Non
         assert indexes["ix_task_open_due"].endswith("WHERE (done_at IS NULL)")
         identities = dict(
             connection.execute(
-                "SELECT attrelid::regclass::text || '.' || attname, attidentity::text || attgenerated::text "
+                "SELECT attrelid::regclass::text || '.' || attname, "
+                "attidentity::text || attgenerated::text "
                 "FROM pg_attribute WHERE attidentity <> '' OR attgenerated <> ''"
             ).fetchall()
         )
@@ -470,12 +471,19 @@ def test_alembic_check_does_not_see_these_changes(zoo: Project) -> None:
     assert seen == []
 
 
+@pytest.mark.parametrize(
+    ("column_type", "expected"),
+    [
+        ("Ltree", ["Ltree() from my_service.models.places is not a database type"]),
+        ("KeyedCipher", ["cannot say which database type it stores: set CIPHER_KEY first"]),
+    ],
+)
 def test_a_type_with_no_database_type_stops_autogenerate_naming_its_column(
-    project: Project,
+    project: Project, column_type: str, expected: list[str]
 ) -> None:
-    project.write_model("places", PLACES)
+    project.write_model("places", PLACES.replace("sa_type=Ltree", f"sa_type={column_type}"))
     result = project.alembic("revision", "--autogenerate", "-m", "places")
-    one_failure_line(result, "place.path", "Ltree")
+    one_failure_line(result, "place.path: ", *expected)
     assert project.revision_files() == []
 
 
@@ -485,7 +493,7 @@ def test_changing_a_column_to_such_a_type_names_the_column(project: Project) -> 
     alembic_ok(project, "upgrade", "head")
     project.write_model("places", PLACES.replace("sa_type=Ltree", "sa_type=LtreeWrapper"))
     result = project.alembic("revision", "--autogenerate", "-m", "path is an ltree")
-    one_failure_line(result, "place.path", "Ltree")
+    one_failure_line(result, "place.path: Ltree() from my_service.models.places")
     assert len(project.revision_files()) == 1
 
 
@@ -506,6 +514,14 @@ class Ltree(sa.types.UserDefinedType[str]):
 class LtreeWrapper(sa.types.TypeDecorator[str]):
     impl = Ltree
     cache_ok = True
+
+
+class KeyedCipher(sa.types.TypeDecorator[str]):
+    impl = sa.String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: object) -> sa.types.TypeEngine[str]:
+        raise RuntimeError("set CIPHER_KEY first")
 
 
 class Place(SQLModel, table=True):

@@ -121,12 +121,16 @@ def is_public_database_type(cls: type) -> bool:
 
 
 def columns_using(type_: TypeEngine[Any], metadata: Any) -> list[str]:
-    """``table.column`` of each model column whose type is ``type_`` (or an array of it)."""
+    """``table.column`` of each model column of ``type_``'s class (or an array of it).
+
+    By class: Alembic renders a new table from copies of its columns and types.
+    """
     found = []
     for each in metadata if isinstance(metadata, list | tuple) else [metadata]:
         for table in each.tables.values():
             for column in table.columns:
-                if type_ in (column.type, getattr(column.type, "item_type", None)):
+                column_types = (column.type, getattr(column.type, "item_type", None))
+                if any(type(candidate) is type(type_) for candidate in column_types):
                     found.append(f"{table.fullname}.{column.name}")
     return found
 

@@ -471,6 +471,46 @@ def test_alembic_check_does_not_see_these_changes(zoo: Project) -> None:
     assert seen == []
 
 
+FASTAPI_USERS = """\
+import uuid
+from datetime import datetime
+
+from fastapi_users_db_sqlalchemy.generics import GUID, TIMESTAMPAware, now_utc
+from sqlmodel import Field, SQLModel
+
+
+class AccessToken(SQLModel, table=True):
+    token: str = Field(primary_key=True, max_length=43)
+    user_id: uuid.UUID = Field(sa_type=GUID)
+    created_at: datetime = Field(
+        default_factory=now_utc, sa_type=TIMESTAMPAware(timezone=True), index=True
+    )
+"""
+
+
+def test_fastapi_users_wrappers_the_issue_was_found_with(
+    project: Project, database_url: str
+) -> None:
+    """fastapi-users' TIMESTAMPAware once became an unimported dotted path (a NameError).
+
+    fastapi-users-db-sqlalchemy requires SQLAlchemy < 2.1, so this also runs the
+    rendering on SQLAlchemy 2.0.
+    """
+    pip(project, "install", "fastapi-users-db-sqlalchemy>=6.0")
+    project.write_model("users", FASTAPI_USERS)
+    alembic_ok(project, "revision", "--autogenerate", "-m", "access tokens")
+    [revision] = project.revision_files()
+    problems = portability_problems(revision.read_text())
+    assert problems == [], "the revision is not portable:\n" + "\n".join(problems)
+    alembic_ok(project, "upgrade", "head")
+    assert column_types(database_url) == {
+        "public.accesstoken.token": "character varying(43)",
+        "public.accesstoken.user_id": "uuid",
+        "public.accesstoken.created_at": "timestamp with time zone",
+    }
+    assert "No new upgrade operations detected" in alembic_ok(project, "check")
+
+
 @pytest.mark.parametrize(
     ("column_type", "expected"),
     [

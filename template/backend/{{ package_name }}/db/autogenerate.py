@@ -65,9 +65,8 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     """
     if type_ != "type" or is_from_sqlalchemy(type(obj)):
         return False
-    dialect = autogen_context.dialect or postgresql.dialect()
     try:
-        stored = database_type(obj, dialect)
+        stored = database_type(obj, autogen_context.dialect)
     except UnrenderableTypeError as error:
         columns = ", ".join(columns_using(obj, autogen_context.metadata)) or "a column"
         raise CommandError(f"{columns}: {error}") from None

@@ -8,14 +8,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
+
+# Alembic's renderer for every column type: it also adds the import
+# (``from sqlalchemy.dialects import postgresql``) that a dialect type needs.
+from alembic.autogenerate.render import _repr_type
 from alembic.operations import ops
-from sqlalchemy import text
-from sqlalchemy.types import TypeDecorator
+from alembic.util import CommandError
+from alembic_postgresql_enum.add_create_type_false import get_replacement_type
+from sqlalchemy import Dialect, text
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 log = logging.getLogger("alembic.env")
+
+# What a revision can name: ``sa.X`` (sqlalchemy.types) and ``postgresql.X``.
+PUBLIC_TYPE_NAMESPACES = (sqltypes, postgresql)
+NOT_DATABASE_TYPES = frozenset(
+    {
+        sqltypes.TypeEngine,
+        sqltypes.TypeDecorator,
+        sqltypes.UserDefinedType,
+        sqltypes.NullType,
+        sqltypes.Variant,
+    }
+)
 
 IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 # Tables that belong to an extension (PostGIS's spatial_ref_sys, ...); the
@@ -31,19 +52,86 @@ EXTENSION_TABLES = text(
 )
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
-    """Render SQLModel's column types as the plain SQLAlchemy type they wrap.
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Write each column type as the SQLAlchemy type of the database column it makes.
 
-    A revision then imports only ``sqlalchemy``: it stays valid whatever
-    happens to SQLModel's internals, and ``import sqlmodel`` is never needed.
+    A type wrapper (a ``TypeDecorator`` from SQLModel, another library or your
+    own code) is written as the type it stores its values in, with the arguments
+    that reach the DDL; a subclass of a SQLAlchemy type, as that type. Alembic's
+    own renderer writes the result and adds the import a dialect type needs, so
+    a revision imports only SQLAlchemy and still runs after the library is gone
+    or your type is renamed. A type that is no database type SQLAlchemy knows
+    stops ``revision --autogenerate`` with one line naming its column.
     """
-    if (
-        type_ == "type"
-        and isinstance(obj, TypeDecorator)
-        and type(obj).__module__.startswith("sqlmodel")
-    ):
-        return f"sa.{obj.impl!r}"
-    return False
+    if type_ != "type" or is_from_sqlalchemy(type(obj)):
+        return False
+    try:
+        stored = database_type(obj, autogen_context.dialect)
+    except UnrenderableTypeError as error:
+        columns = ", ".join(columns_using(obj, autogen_context.metadata)) or "a column"
+        raise CommandError(f"{columns}: {error}") from None
+    return _repr_type(stored, autogen_context)
+
+
+class UnrenderableTypeError(Exception):
+    """A model's column type that a revision could write only by importing its library."""
+
+
+def database_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
+    """The SQLAlchemy type that ``type_`` stores its values in on ``dialect``."""
+    while isinstance(type_, TypeDecorator) and not is_from_sqlalchemy(type(type_)):
+        try:
+            stored = type_.load_dialect_impl(dialect)
+        except Exception as error:
+            raise UnrenderableTypeError(
+                f"{type_!r} cannot say which database type it stores: {error}"
+            ) from error
+        if stored is type_:
+            break
+        type_ = stored
+    public = next((cls for cls in type(type_).__mro__ if is_public_database_type(cls)), None)
+    if public is None:
+        raise UnrenderableTypeError(
+            f"{type_!r} from {type(type_).__module__} is not a database type SQLAlchemy "
+            "knows, and a revision could write it only by importing that module; use a "
+            "SQLAlchemy type or a TypeDecorator over one, or write this column by hand "
+            "(see docs/models.md)"
+        )
+    if public is not type(type_):
+        type_ = type_.adapt(public)
+    if isinstance(type_, sqltypes.Enum) and type_.native_enum:
+        # alembic-postgresql-enum creates the type before the table, as it does
+        # for a plain Enum column; the column must not create it a second time.
+        type_ = get_replacement_type(type_.copy())
+    return type_
+
+
+def is_from_sqlalchemy(cls: type) -> bool:
+    return cls.__module__.split(".")[0] == "sqlalchemy"
+
+
+def is_public_database_type(cls: type) -> bool:
+    """``cls`` is a database type a revision can write as ``sa.X`` or ``postgresql.X``."""
+    return (
+        issubclass(cls, TypeEngine)
+        and cls not in NOT_DATABASE_TYPES
+        and any(getattr(ns, cls.__name__, None) is cls for ns in PUBLIC_TYPE_NAMESPACES)
+    )
+
+
+def columns_using(type_: TypeEngine[Any], metadata: Any) -> list[str]:
+    """``table.column`` of each model column of ``type_``'s class (or an array of it).
+
+    By class: Alembic renders a new table from copies of its columns and types.
+    """
+    found = []
+    for each in metadata if isinstance(metadata, list | tuple) else [metadata]:
+        for table in each.tables.values():
+            for column in table.columns:
+                column_types = (column.type, getattr(column.type, "item_type", None))
+                if any(type(candidate) is type(type_) for candidate in column_types):
+                    found.append(f"{table.fullname}.{column.name}")
+    return found
 
 
 def skip_empty_autogenerate(

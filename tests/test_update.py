@@ -212,6 +212,7 @@ def user_owned(project: Project) -> list[str]:
         "backend/tests/test_models.py",
         "backend/.env",
         "backend/uv.lock",
+        "backend/README.md",
     ]
 
 
@@ -233,7 +234,15 @@ def gate_server_url(postgres_server: Any) -> str:
 # The stories.
 
 ENV_FIX = "# v1.1.0: a fix in the template-owned env.py.\n"
-README_FIX = "- **Fixed in v1.1.0**: a note the template added to its own section.\n\n"
+DOCS_FIX = "- **Fixed in v1.1.0**: a note the template added to its own section.\n\n"
+DOCS = "backend/docs/migrations.md"
+
+
+def rewrite_last_line(path: Path, addition: str) -> None:
+    """A template fix to the paragraph a user appends after."""
+    lines = path.read_text().rstrip("\n").split("\n")
+    lines[-1] += addition
+    path.write_text("\n".join(lines) + "\n")
 
 
 def test_update_brings_template_fixes_and_leaves_user_files_alone(
@@ -254,10 +263,11 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
         '"MIGRATION_LOCK_TIMEOUT", "4s"',
     )
     replace_once(
-        src / "backend/README.md.jinja",
+        src / "backend/docs/migrations.md.jinja",
         "## Troubleshooting\n\n",
-        "## Troubleshooting\n\n" + README_FIX,
+        "## Troubleshooting\n\n" + DOCS_FIX,
     )
+    rewrite_last_line(src / "backend/README.md.jinja", " (Reworded in v1.1.0.)")
     hooks = src / "backend/migrations/env_hooks.py"  # user-owned once rendered
     hooks.write_text(hooks.read_text() + "\n# v1.1.0: a starter the project has its own of.\n")
     publish(template_repo, "v1.1.0")
@@ -268,8 +278,9 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
 
     assert ENV_FIX in (project.root / ENV_PY).read_text()
     assert '"MIGRATION_LOCK_TIMEOUT", "4s"' in (project.root / MIGRATE_PY).read_text()
+    assert DOCS_FIX in (project.root / DOCS).read_text(), "the template's prose stays current"
     readme = (project.backend / "README.md").read_text()
-    assert README_FIX in readme and readme.endswith(README_SECTION), "3-way merged, both kept"
+    assert readme.endswith(README_SECTION) and "v1.1.0" not in readme, "the README is theirs"
     assert changed(project.root, mine) == []
     assert not (project.backend / ".env.example").exists(), "a deleted starter stays deleted"
     assert half_merged(project.root) == []
@@ -293,9 +304,9 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
 
 
 def documented_migrations() -> str:
-    """The `_migrations` recipes of README.md's release section, tested as written."""
+    """The entries of README.md's `_migrations` recipes (release section), tested as written."""
     readme = (REPO / "README.md").read_text()
-    start = readme.index("```yaml\n_migrations:\n") + len("```yaml\n")
+    start = readme.index("```yaml\n_migrations:\n") + len("```yaml\n_migrations:\n")
     return readme[start : readme.index("```", start)]
 
 
@@ -329,7 +340,7 @@ def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
     copier_yml = template_repo / "copier.yml"
     replace_once(copier_yml, "\npostgres_version:\n", "\nneon_postgres_version:\n")
     replace_once(copier_yml, "migrations/env_hooks.py\n", "migrations/hooks.py\n")
-    replace_once(copier_yml, "_migrations: []\n", documented_migrations())
+    replace_once(copier_yml, "\n_migrations:\n", "\n_migrations:\n" + documented_migrations())
     publish(template_repo, "v2.0.0")
     mine = digests(project.root, user_owned(project))
     mine["backend/migrations/hooks.py"] = mine.pop("backend/migrations/env_hooks.py")
@@ -408,8 +419,8 @@ def test_no_template_version_writes_into_user_owned_paths(
     assert (fresh.backend / ".env.example").is_file(), "the starter is rendered on copy"
 
 
-def test_a_clashing_edit_is_marked_and_the_pre_commit_hook_refuses_it(
-    template_repo: Path, user_project: Project
+def test_a_clashing_edit_is_reported_and_the_pre_commit_hook_refuses_it(
+    template_repo: Path, user_project: Project, capfd: pytest.CaptureFixture[str]
 ) -> None:
     project = user_project
     line = "target_metadata = SQLModel.metadata\n"
@@ -418,11 +429,14 @@ def test_a_clashing_edit_is_marked_and_the_pre_commit_hook_refuses_it(
     src = next_version(template_repo)
     replace_once(src / "backend/migrations/env.py.jinja", line, line.replace("\n", "  # v1.0.2\n"))
     publish(template_repo, "v1.0.2")
+    capfd.readouterr()
 
     update(project, "v1.0.2")
 
     problems = half_merged(project.root)
     assert f"UU {ENV_PY}" in problems and f"conflict marker: {ENV_PY}" in problems, problems
+    [report] = [line for line in capfd.readouterr().out.splitlines() if "copier update:" in line]
+    assert "1 file(s) hold conflict markers" in report and report.endswith(ENV_PY), report
     config = yaml.safe_load((project.root / ".pre-commit-config.yaml").read_text())
     [(rev, hook)] = [
         (repo["rev"], hook)
@@ -440,3 +454,82 @@ def test_a_clashing_edit_is_marked_and_the_pre_commit_hook_refuses_it(
         [*hook_command, MIGRATE_PY], cwd=project.root, env=uv_env(), capture_output=True, text=True
     )
     assert clean.returncode == 0, output(clean)
+
+
+CONFLICT_TEST = "tests/migration_gate/test_conflict_markers.py"
+
+
+def test_the_gate_fails_on_a_committed_conflict_marker(
+    template_repo: Path, user_project: Project, tmp_path: Path
+) -> None:
+    project = user_project
+    project.install()
+    gate = [str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", CONFLICT_TEST]
+    assert project.run(*gate).returncode == 0, "a clean checkout passes"
+    readme = project.backend / "README.md"
+    readme.write_text(readme.read_text() + "<<<<<<< before updating\nours\n=======\n")
+    git(project.root, "commit", "--quiet", "--no-verify", "-am", "commit -a takes the markers")
+
+    failed = project.run(*gate)
+
+    assert failed.returncode == 1, output(failed)
+    [line] = [line for line in failed.stdout.splitlines() if line.startswith("FAILED")]
+    assert "conflict markers in 1 git-tracked file(s): backend/README.md" in line, line
+    not_a_checkout = tmp_path / "exported"
+    git(project.root, "worktree", "add", "--quiet", "--detach", str(not_a_checkout))
+    (not_a_checkout / ".git").unlink()  # the files without their git checkout
+    exported = subprocess.run(
+        [*gate[:-1], str(not_a_checkout / "backend" / CONFLICT_TEST)],
+        cwd=not_a_checkout / "backend",
+        env=project.environment(),
+        capture_output=True,
+        text=True,
+    )
+    assert exported.returncode == 0, output(exported)
+
+
+def documented_update_command() -> str:
+    """The update command of docs/migrations.md, which README.md must print the same way."""
+    docs = (REPO / "template/backend/docs/migrations.md.jinja").read_text()
+    [command] = [line for line in docs.splitlines() if line.startswith("uvx copier update")]
+    assert f"\n{command}\n" in (REPO / "README.md").read_text(), "README.md prints the same"
+    return command
+
+
+def test_the_documented_update_works_without_a_terminal_before_the_first_tag(
+    tmp_path: Path,
+) -> None:
+    """No tag yet: versions are commits and the update takes HEAD, keeping every answer."""
+    untagged = snapshot_template(tmp_path / "template")
+    root = tmp_path / "project"
+    render(untagged, root, project_name="Billing", db_driver="psycopg", postgres_version="15")
+    git(root, "init", "--quiet", "--initial-branch=main")
+    commit_all(root, "Start from template")
+    before = answers(Project(root))
+    fix = "# a fix after the first render\n"
+    env_py = untagged / "template/backend/migrations/env.py.jinja"
+    env_py.write_text(env_py.read_text() + fix)
+    commit_all(untagged, "A fix on the template's main")
+    head = git(untagged, "rev-parse", "--short", "HEAD")
+
+    updated = subprocess.run(
+        documented_update_command(),
+        shell=True,
+        cwd=root,
+        env=uv_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert updated.returncode == 0, output(updated)
+    assert "Interactive session required" not in output(updated)
+    assert (root / ENV_PY).read_text().endswith(fix)
+    after = answers(Project(root))
+    assert after["_commit"].startswith("0.0.0.post") and after["_commit"].endswith(head)
+    assert {k: v for k, v in after.items() if k != "_commit"} == {
+        k: v for k, v in before.items() if k != "_commit"
+    }, "every answer kept"
+    readme = (REPO / "README.md").read_text()
+    assert "OWNER/REPO" not in readme and "`TEMPLATE` below is where this template" in readme

@@ -65,13 +65,15 @@ STARTING_POINTS = [
     StartingPoint(
         "2fc3988",
         "v0.0.1",
-        "the first commit: env_hooks.py with a line today's ruff rejects, README in the template",
+        "the first commit: its env_hooks.py has a line today's ruff rejects",
+        release_note="Projects rendered at the first commit (2fc3988) that edited env_hooks.py",
+    ),
+    StartingPoint("749f136", "v0.0.2", "the oldest ruff-clean render; README in the template"),
+    StartingPoint(
+        "5f6c501", "v0.0.3", "ownership in copier.yml: models and revisions kept out of renders"
     ),
     StartingPoint(
-        "5f6c501", "v0.0.2", "ownership in copier.yml: models and revisions kept out of renders"
-    ),
-    StartingPoint(
-        "e38544d", "v0.0.3", "db/autogenerate.py split out; env_hooks.py still the template's"
+        "e38544d", "v0.0.4", "db/autogenerate.py split out; env_hooks.py still the template's"
     ),
 ]
 

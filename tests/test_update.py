@@ -533,3 +533,48 @@ def test_the_documented_update_works_without_a_terminal_before_the_first_tag(
     }, "every answer kept"
     readme = (REPO / "README.md").read_text()
     assert "OWNER/REPO" not in readme and "`TEMPLATE` below is where this template" in readme
+
+
+def workflow_step(root: Path, step_id: str) -> str:
+    workflow = yaml.safe_load((root / ".github/workflows/template-update.yml").read_text())
+    [step] = [step for step in workflow["jobs"]["update"]["steps"] if step.get("id") == step_id]
+    return step["run"]
+
+
+def run_step(root: Path, script: str, runner_temp: Path) -> dict[str, str]:
+    """A `run:` step as GitHub runs it (bash -e); returns what it wrote to $GITHUB_OUTPUT."""
+    outputs = runner_temp / "github_output"
+    outputs.write_text("")
+    result = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=root,
+        env={**uv_env(), "GITHUB_OUTPUT": str(outputs), "RUNNER_TEMP": str(runner_temp)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, output(result)
+    return dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+
+
+def test_the_scheduled_workflow_updates_to_a_newer_tag(tmp_path: Path) -> None:
+    template = snapshot_template(tmp_path / "template", tag=FIRST)
+    root = render(template, tmp_path / "project", vcs_ref=FIRST)
+    git(root, "init", "--quiet", "--initial-branch=main")
+    commit_all(root, "Start from template")
+    runner_temp = tmp_path / "runner"
+    runner_temp.mkdir()
+    assert run_step(root, workflow_step(root, "check"), runner_temp) == {"available": "false"}
+    fix = "# v1.0.3: a fix the weekly job brings\n"
+    env_py = template / "template/backend/migrations/env.py.jinja"
+    env_py.write_text(env_py.read_text() + fix)
+    publish(template, "v1.0.3")
+
+    assert run_step(root, workflow_step(root, "check"), runner_temp) == {"available": "true"}
+    assert run_step(root, workflow_step(root, "update"), runner_temp) == {"version": "v1.0.3"}
+
+    assert (root / ENV_PY).read_text().endswith(fix)
+    report = (runner_temp / "update-report.txt").read_text()
+    assert "copier update: merged without conflicts" in report, "the pull request's body"
+    assert half_merged(root) == []

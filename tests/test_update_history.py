@@ -78,11 +78,9 @@ STARTING_POINTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def history_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clone of this repository: starting points tagged, the working tree on top as TARGET."""
-    repo = tmp_path_factory.mktemp("history") / "template"
-    git(REPO, "clone", "--quiet", str(REPO), str(repo))
+def build_history_repo(source: Path, repo: Path) -> Path:
+    """A clone of ``source``: starting points tagged, its working tree on top as TARGET."""
+    git(source, "clone", "--quiet", str(source), str(repo))
     for tag in git(repo, "tag", "--list").split():
         git(repo, "tag", "--delete", tag)
     for point in STARTING_POINTS:
@@ -95,15 +93,20 @@ def history_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         git(repo, "tag", point.tag, point.commit)
     git(repo, "rm", "-r", "--quiet", ".")
-    for name in working_tree_files(REPO):
+    for name in working_tree_files(source):
         target = repo / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((REPO / name).read_bytes())
-        target.chmod((REPO / name).stat().st_mode)
+        target.write_bytes((source / name).read_bytes())
+        target.chmod((source / name).stat().st_mode)
     git(repo, "add", "--all")
     git(repo, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", "the working tree")
     git(repo, "tag", TARGET)
     return repo
+
+
+@pytest.fixture(scope="module")
+def history_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_history_repo(REPO, tmp_path_factory.mktemp("history") / "template")
 
 
 def user_files(project: Project) -> list[str]:
@@ -119,22 +122,14 @@ def user_files(project: Project) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module", params=STARTING_POINTS, ids=[p.commit for p in STARTING_POINTS])
-def team_project(
-    request: pytest.FixtureRequest,
-    history_repo: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-    postgres_server: Any,
-) -> tuple[StartingPoint, Project]:
-    """Rendered at a starting point, then customized like a team's first weeks; all committed."""
-    point: StartingPoint = request.param
-    root = tmp_path_factory.mktemp(f"team-{point.commit}") / "project"
-    render(history_repo, root, vcs_ref=point.tag, postgres_version="16")
+def customize_like_a_team(history_repo: Path, tag: str, root: Path, server: Any) -> Project:
+    """Render at ``tag``, then customize like a team's first weeks; everything committed."""
+    render(history_repo, root, vcs_ref=tag, postgres_version="16")
     git(root, "init", "--quiet", "--initial-branch=main")
     commit_all(root, "Start from template")
     project = Project(root, PACKAGE)
     project.install()
-    with postgres.temporary_database(postgres_server) as url:
+    with postgres.temporary_database(server) as url:
         for module, source in (("user", USER_MODEL), ("team", TEAM_MODEL)):
             project.write_model(module, source)
             for args in (
@@ -152,7 +147,19 @@ def team_project(
     added = project.run("uv", "add", "--quiet", ADDED_DEPENDENCY)
     assert added.returncode == 0, output(added)
     commit_all(root, "Our models, revisions, hooks, test, dependency and README section")
-    return point, project
+    return project
+
+
+@pytest.fixture(scope="module", params=STARTING_POINTS, ids=[p.commit for p in STARTING_POINTS])
+def team_project(
+    request: pytest.FixtureRequest,
+    history_repo: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: Any,
+) -> tuple[StartingPoint, Project]:
+    point: StartingPoint = request.param
+    root = tmp_path_factory.mktemp(f"team-{point.commit}") / "project"
+    return point, customize_like_a_team(history_repo, point.tag, root, postgres_server)
 
 
 def copier_update(project: Project) -> subprocess.CompletedProcess[str]:

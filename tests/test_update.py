@@ -44,19 +44,18 @@ MIGRATE_PY = f"backend/{PACKAGE}/db/migrate.py"
 
 # What the user adds after rendering.
 README_SECTION = "\n## Deploying billing\n\nWe deploy from `release`; ask #billing first.\n"
-HOOKS_EXTENSION = """
+# A filter in the hooks starter, which defines no name of its own.
+HOOKS_FILTER = """
+from typing import Any
 
 # Ours: tables another service writes in this database; migrations leave them alone.
 OTHER_SERVICES_TABLES = {"legacy_audit"}
-_include_object_from_template = include_object
 
 
 def include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    if type_ == "table" and name in OTHER_SERVICES_TABLES:
-        return False
-    return _include_object_from_template(obj, name, type_, reflected, compare_to)
+    return not (type_ == "table" and name in OTHER_SERVICES_TABLES)
 """
 USER_TEST = f"""\
 from {PACKAGE}.models.team import Team
@@ -194,7 +193,7 @@ def customized(
     with (project.backend / "README.md").open("a") as readme:
         readme.write(README_SECTION)
     with (project.backend / "migrations" / "env_hooks.py").open("a") as hooks:
-        hooks.write(HOOKS_EXTENSION)
+        hooks.write(HOOKS_FILTER)
     (project.backend / ".env.example").unlink()  # they document settings elsewhere
     (project.backend / ".env").write_text(DOT_ENV)  # git-ignored
     commit_all(root, "Our models, revisions, hooks, test and README section")

@@ -36,7 +36,6 @@ from .support import (
     working_tree_files,
 )
 from .test_update import (
-    HOOKS_EXTENSION,
     README_SECTION,
     USER_TEST,
     changed,
@@ -51,6 +50,21 @@ BIN = Path(sys.executable).parent
 # docs/migrations.md, "Updating the template": the command users run.
 UPDATE_COMMAND = ["copier", "update", "--trust", "--defaults"]
 ADDED_DEPENDENCY = "pyyaml>=6.0"
+# Older starters define include_object; a team wraps it.
+HOOKS_EXTENSION = """
+
+# Ours: tables another service writes in this database; migrations leave them alone.
+OTHER_SERVICES_TABLES = {"legacy_audit"}
+_include_object_from_template = include_object
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    if type_ == "table" and name in OTHER_SERVICES_TABLES:
+        return False
+    return _include_object_from_template(obj, name, type_, reflected, compare_to)
+"""
 
 
 @dataclass(frozen=True)

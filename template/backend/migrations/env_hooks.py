@@ -1,7 +1,7 @@
-"""Your filters for autogenerate and ``alembic check`` (yours: no template version edits it).
+"""Your filters for autogenerate and ``alembic check`` (yours once you edit it).
 
 Define any of these names here; each one you leave out keeps the template's
-default (see ``docs/migrations.md``, "Choosing what autogenerate compares"):
+default (``docs/migrations.md``, "Your filters", has an example):
 
 - ``MANAGED_SCHEMAS: set[str | None]``: the schemas compared (default
   ``{None, "public"}``; None is the connection's default schema). Add a schema

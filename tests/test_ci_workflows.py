@@ -22,6 +22,7 @@ LEAST_PRIVILEGE = {
     "deploy": {"contents": "read"},
     "doctor": {"contents": "read"},
     "report": {"issues": "write"},  # the drift issue; this job sees no database secret
+    "update": {"contents": "write", "pull-requests": "write"},  # push a branch, open the PR
 }
 ALWAYS = ["deploy-migrations.yml", "drift-watch.yml", "migration-gate.yml"]
 # delete-branch-action's main at the merge of its fix (PR #33): inputs reach
@@ -57,7 +58,12 @@ def test_workflows_are_valid_and_zizmor_clean(
 ) -> None:
     root = render_project(neon_branch_per_pr=neon_branch_per_pr, postgres_version="16").root
     names = [path.name for path in workflows(root)]
-    assert names == (sorted([*ALWAYS, "neon-branch.yml"]) if neon_branch_per_pr else ALWAYS)
+    expected = [
+        *ALWAYS,
+        "template-update.yml",
+        *(["neon-branch.yml"] if neon_branch_per_pr else []),
+    ]
+    assert names == sorted(expected)
     checked = schema_check(*workflows(root))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     audited = zizmor(root)
@@ -179,3 +185,42 @@ def test_the_validators_catch_a_broken_workflow(
     assert schema_check(workflow).returncode == 0
     workflow.write_text(original.replace("runs-on:", "runs_on:", 1))
     assert schema_check(workflow).returncode != 0
+
+
+def test_the_validators_catch_a_broken_template_update_workflow(
+    render_project: Callable[..., Project],
+) -> None:
+    """The same two validators, on the workflow that holds write permissions."""
+    root = render_project().root
+    workflow = root / ".github/workflows/template-update.yml"
+    original = workflow.read_text()
+    assert schema_check(workflow).returncode == 0
+    workflow.write_text(
+        original.replace(
+            "          uvx copier check-update --quiet || status=$?\n",
+            "          echo ${{ github.event.head_commit.message }}\n"
+            "          uvx copier check-update --quiet || status=$?\n",
+        )
+    )
+    injected = zizmor(root)
+    assert injected.returncode != 0 and "template-injection" in injected.stdout + injected.stderr
+    workflow.write_text(original.replace("timeout-minutes:", "timeout_minutes:"))
+    assert schema_check(workflow).returncode != 0
+
+
+def test_template_update_workflow_opens_its_pull_request_only_with_an_update(
+    render_project: Callable[..., Project],
+) -> None:
+    root = render_project(python_version="3.13").root
+    workflow = yaml.safe_load((root / ".github/workflows/template-update.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
+    assert triggers["schedule"] and "workflow_dispatch" in triggers
+    steps = workflow["jobs"]["update"]["steps"]
+    [pull_request] = [s for s in steps if s.get("uses", "").startswith("peter-evans/")]
+    assert pull_request["if"] == "steps.check.outputs.available == 'true'"
+    assert pull_request["with"]["branch"] == "template-update"
+    update = next(s for s in steps if s.get("id") == "update")
+    assert update["if"] == pull_request["if"]
+    assert "uvx copier update --trust --defaults" in update["run"]
+    setup_uv = next(s for s in steps if s.get("uses", "").startswith("astral-sh/setup-uv"))
+    assert setup_uv["with"]["python-version"] == "3.13"

@@ -48,9 +48,9 @@ def test_fresh_project_passes_the_whole_gate_before_any_model_exists(
 def test_gate_passes_on_good_revisions(project_with_history: Project) -> None:
     result = run_gate(project_with_history)
     assert result.returncode == 0, output(result)
-    # single head, the stairway, the drift check, the leftovers check and the
-    # cloned database at head
-    assert re.search(r"\b5 passed\b", result.stdout), result.stdout
+    # single head, the stairway, the drift check, the leftovers check, the
+    # cloned database at head and the conflict-marker check
+    assert re.search(r"\b6 passed\b", result.stdout), result.stdout
 
 
 def test_gate_runs_on_a_throwaway_server_without_test_database_url(

@@ -44,19 +44,18 @@ MIGRATE_PY = f"backend/{PACKAGE}/db/migrate.py"
 
 # What the user adds after rendering.
 README_SECTION = "\n## Deploying billing\n\nWe deploy from `release`; ask #billing first.\n"
-HOOKS_EXTENSION = """
+# A filter in the hooks starter, which defines no name of its own.
+HOOKS_FILTER = """
+from typing import Any
 
 # Ours: tables another service writes in this database; migrations leave them alone.
 OTHER_SERVICES_TABLES = {"legacy_audit"}
-_include_object_from_template = include_object
 
 
 def include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    if type_ == "table" and name in OTHER_SERVICES_TABLES:
-        return False
-    return _include_object_from_template(obj, name, type_, reflected, compare_to)
+    return not (type_ == "table" and name in OTHER_SERVICES_TABLES)
 """
 USER_TEST = f"""\
 from {PACKAGE}.models.team import Team
@@ -194,7 +193,7 @@ def customized(
     with (project.backend / "README.md").open("a") as readme:
         readme.write(README_SECTION)
     with (project.backend / "migrations" / "env_hooks.py").open("a") as hooks:
-        hooks.write(HOOKS_EXTENSION)
+        hooks.write(HOOKS_FILTER)
     (project.backend / ".env.example").unlink()  # they document settings elsewhere
     (project.backend / ".env").write_text(DOT_ENV)  # git-ignored
     commit_all(root, "Our models, revisions, hooks, test and README section")
@@ -212,6 +211,7 @@ def user_owned(project: Project) -> list[str]:
         "backend/tests/test_models.py",
         "backend/.env",
         "backend/uv.lock",
+        "backend/README.md",
     ]
 
 
@@ -233,7 +233,15 @@ def gate_server_url(postgres_server: Any) -> str:
 # The stories.
 
 ENV_FIX = "# v1.1.0: a fix in the template-owned env.py.\n"
-README_FIX = "- **Fixed in v1.1.0**: a note the template added to its own section.\n\n"
+DOCS_FIX = "- **Fixed in v1.1.0**: a note the template added to its own section.\n\n"
+DOCS = "backend/docs/migrations.md"
+
+
+def rewrite_last_line(path: Path, addition: str) -> None:
+    """A template fix to the paragraph a user appends after."""
+    lines = path.read_text().rstrip("\n").split("\n")
+    lines[-1] += addition
+    path.write_text("\n".join(lines) + "\n")
 
 
 def test_update_brings_template_fixes_and_leaves_user_files_alone(
@@ -254,10 +262,11 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
         '"MIGRATION_LOCK_TIMEOUT", "4s"',
     )
     replace_once(
-        src / "backend/README.md.jinja",
+        src / "backend/docs/migrations.md.jinja",
         "## Troubleshooting\n\n",
-        "## Troubleshooting\n\n" + README_FIX,
+        "## Troubleshooting\n\n" + DOCS_FIX,
     )
+    rewrite_last_line(src / "backend/README.md.jinja", " (Reworded in v1.1.0.)")
     hooks = src / "backend/migrations/env_hooks.py"  # user-owned once rendered
     hooks.write_text(hooks.read_text() + "\n# v1.1.0: a starter the project has its own of.\n")
     publish(template_repo, "v1.1.0")
@@ -268,8 +277,9 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
 
     assert ENV_FIX in (project.root / ENV_PY).read_text()
     assert '"MIGRATION_LOCK_TIMEOUT", "4s"' in (project.root / MIGRATE_PY).read_text()
+    assert DOCS_FIX in (project.root / DOCS).read_text(), "the template's prose stays current"
     readme = (project.backend / "README.md").read_text()
-    assert README_FIX in readme and readme.endswith(README_SECTION), "3-way merged, both kept"
+    assert readme.endswith(README_SECTION) and "v1.1.0" not in readme, "the README is theirs"
     assert changed(project.root, mine) == []
     assert not (project.backend / ".env.example").exists(), "a deleted starter stays deleted"
     assert half_merged(project.root) == []
@@ -293,9 +303,9 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
 
 
 def documented_migrations() -> str:
-    """The `_migrations` recipes of README.md's release section, tested as written."""
+    """The entries of README.md's `_migrations` recipes (release section), tested as written."""
     readme = (REPO / "README.md").read_text()
-    start = readme.index("```yaml\n_migrations:\n") + len("```yaml\n")
+    start = readme.index("```yaml\n_migrations:\n") + len("```yaml\n_migrations:\n")
     return readme[start : readme.index("```", start)]
 
 
@@ -329,7 +339,7 @@ def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
     copier_yml = template_repo / "copier.yml"
     replace_once(copier_yml, "\npostgres_version:\n", "\nneon_postgres_version:\n")
     replace_once(copier_yml, "migrations/env_hooks.py\n", "migrations/hooks.py\n")
-    replace_once(copier_yml, "_migrations: []\n", documented_migrations())
+    replace_once(copier_yml, "\n_migrations:\n", "\n_migrations:\n" + documented_migrations())
     publish(template_repo, "v2.0.0")
     mine = digests(project.root, user_owned(project))
     mine["backend/migrations/hooks.py"] = mine.pop("backend/migrations/env_hooks.py")
@@ -410,8 +420,8 @@ def test_no_template_version_writes_into_user_owned_paths(
     assert (fresh.backend / ".env.example").is_file(), "the starter is rendered on copy"
 
 
-def test_a_clashing_edit_is_marked_and_the_pre_commit_hook_refuses_it(
-    template_repo: Path, user_project: Project
+def test_a_clashing_edit_is_reported_and_the_pre_commit_hook_refuses_it(
+    template_repo: Path, user_project: Project, capfd: pytest.CaptureFixture[str]
 ) -> None:
     project = user_project
     line = "target_metadata = SQLModel.metadata\n"
@@ -420,11 +430,14 @@ def test_a_clashing_edit_is_marked_and_the_pre_commit_hook_refuses_it(
     src = next_version(template_repo)
     replace_once(src / "backend/migrations/env.py.jinja", line, line.replace("\n", "  # v1.0.2\n"))
     publish(template_repo, "v1.0.2")
+    capfd.readouterr()
 
     update(project, "v1.0.2")
 
     problems = half_merged(project.root)
     assert f"UU {ENV_PY}" in problems and f"conflict marker: {ENV_PY}" in problems, problems
+    [report] = [line for line in capfd.readouterr().out.splitlines() if "copier update:" in line]
+    assert "1 file(s) hold conflict markers" in report and report.endswith(ENV_PY), report
     config = yaml.safe_load((project.root / ".pre-commit-config.yaml").read_text())
     [(rev, hook)] = [
         (repo["rev"], hook)
@@ -442,3 +455,127 @@ def test_a_clashing_edit_is_marked_and_the_pre_commit_hook_refuses_it(
         [*hook_command, MIGRATE_PY], cwd=project.root, env=uv_env(), capture_output=True, text=True
     )
     assert clean.returncode == 0, output(clean)
+
+
+CONFLICT_TEST = "tests/migration_gate/test_conflict_markers.py"
+
+
+def test_the_gate_fails_on_a_committed_conflict_marker(
+    template_repo: Path, user_project: Project, tmp_path: Path
+) -> None:
+    project = user_project
+    project.install()
+    gate = [str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", CONFLICT_TEST]
+    assert project.run(*gate).returncode == 0, "a clean checkout passes"
+    readme = project.backend / "README.md"
+    readme.write_text(readme.read_text() + "<<<<<<< before updating\nours\n=======\n")
+    git(project.root, "commit", "--quiet", "--no-verify", "-am", "commit -a takes the markers")
+
+    failed = project.run(*gate)
+
+    assert failed.returncode == 1, output(failed)
+    message = "conflict markers in 1 git-tracked file(s): backend/README.md; keep the lines"
+    assert message in failed.stdout and "Traceback" not in failed.stdout, failed.stdout
+    not_a_checkout = tmp_path / "exported"
+    git(project.root, "worktree", "add", "--quiet", "--detach", str(not_a_checkout))
+    (not_a_checkout / ".git").unlink()  # the files without their git checkout
+    exported = subprocess.run(
+        [*gate[:-1], str(not_a_checkout / "backend" / CONFLICT_TEST)],
+        cwd=not_a_checkout / "backend",
+        env=project.environment(),
+        capture_output=True,
+        text=True,
+    )
+    assert exported.returncode == 0, output(exported)
+
+
+def documented_update_command() -> str:
+    """The update command of docs/migrations.md, which README.md must print the same way."""
+    docs = (REPO / "template/backend/docs/migrations.md.jinja").read_text()
+    [command] = [line for line in docs.splitlines() if line.startswith("uvx copier update")]
+    assert f"\n{command}\n" in (REPO / "README.md").read_text(), "README.md prints the same"
+    return command
+
+
+def test_the_documented_update_works_without_a_terminal_before_the_first_tag(
+    tmp_path: Path,
+) -> None:
+    """No tag yet: versions are commits and the update takes HEAD, keeping every answer."""
+    untagged = snapshot_template(tmp_path / "template")
+    root = tmp_path / "project"
+    render(untagged, root, project_name="Billing", db_driver="psycopg", postgres_version="15")
+    git(root, "init", "--quiet", "--initial-branch=main")
+    commit_all(root, "Start from template")
+    before = answers(Project(root))
+    fix = "# a fix after the first render\n"
+    env_py = untagged / "template/backend/migrations/env.py.jinja"
+    env_py.write_text(env_py.read_text() + fix)
+    commit_all(untagged, "A fix on the template's main")
+    head = git(untagged, "rev-parse", "--short", "HEAD")
+
+    updated = subprocess.run(
+        documented_update_command(),
+        shell=True,
+        cwd=root,
+        env=uv_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert updated.returncode == 0, output(updated)
+    assert "Interactive session required" not in output(updated)
+    assert (root / ENV_PY).read_text().endswith(fix)
+    after = answers(Project(root))
+    assert after["_commit"] == head, "before the first tag, the version is HEAD's commit"
+    assert {k: v for k, v in after.items() if k != "_commit"} == {
+        k: v for k, v in before.items() if k != "_commit"
+    }, "every answer kept"
+    readme = (REPO / "README.md").read_text()
+    assert "OWNER/REPO" not in readme and "`TEMPLATE` below is where this template" in readme
+
+
+def workflow_step(root: Path, step_id: str) -> str:
+    workflow = yaml.safe_load((root / ".github/workflows/template-update.yml").read_text())
+    [step] = [step for step in workflow["jobs"]["update"]["steps"] if step.get("id") == step_id]
+    return step["run"]
+
+
+def run_step(root: Path, script: str, runner_temp: Path) -> dict[str, str]:
+    """A `run:` step as GitHub runs it (bash -e); returns what it wrote to $GITHUB_OUTPUT."""
+    outputs = runner_temp / "github_output"
+    outputs.write_text("")
+    result = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=root,
+        env={**uv_env(), "GITHUB_OUTPUT": str(outputs), "RUNNER_TEMP": str(runner_temp)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, output(result)
+    return dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+
+
+def test_the_scheduled_workflow_updates_to_a_newer_tag(tmp_path: Path) -> None:
+    template = snapshot_template(tmp_path / "template", tag=FIRST)
+    root = render(template, tmp_path / "project", vcs_ref=FIRST)
+    git(root, "init", "--quiet", "--initial-branch=main")
+    commit_all(root, "Start from template")
+    runner_temp = tmp_path / "runner"
+    runner_temp.mkdir()
+    assert run_step(root, workflow_step(root, "check"), runner_temp) == {"available": "false"}
+    fix = "# v1.0.3: a fix the weekly job brings\n"
+    env_py = template / "template/backend/migrations/env.py.jinja"
+    env_py.write_text(env_py.read_text() + fix)
+    publish(template, "v1.0.3")
+
+    assert run_step(root, workflow_step(root, "check"), runner_temp) == {"available": "true"}
+    assert run_step(root, workflow_step(root, "update"), runner_temp) == {"version": "v1.0.3"}
+
+    assert (root / ENV_PY).read_text().endswith(fix)
+    report = (runner_temp / "update-report.txt").read_text()
+    assert "copier update: merged without conflicts" in report, "the pull request's body"
+    assert half_merged(root) == []

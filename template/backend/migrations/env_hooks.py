@@ -1,26 +1,13 @@
-"""Your hooks into migrations/env.py (user-owned: `copier update` never touches it).
+"""Your filters for autogenerate and ``alembic check`` (yours once you edit it).
 
-Change what autogenerate and ``alembic check`` look at here, instead of
-editing env.py.
+Define any of these names here; each one you leave out keeps the template's
+default (``docs/migrations.md``, "Your filters", has an example):
+
+- ``MANAGED_SCHEMAS: set[str | None]``: the schemas compared (default
+  ``{None, "public"}``; None is the connection's default schema). Add a schema
+  that a model names in ``__table_args__ = {"schema": ...}``.
+- ``include_name(name, type_, parent_names) -> bool``: False hides a schema or
+  a table by name before it is reflected (default: only ``MANAGED_SCHEMAS``).
+- ``include_object(obj, name, type_, reflected, compare_to) -> bool``: False
+  hides an object (default: every one; extension-owned tables are always hidden).
 """
-
-from typing import Any
-
-# The schemas whose objects autogenerate and `alembic check` manage (None is the
-# connection's default schema). Anything elsewhere, such as Neon Auth's
-# ``neon_auth`` schema, never appears in a revision. Add a schema here when a
-# model uses ``__table_args__ = {"schema": ...}``.
-MANAGED_SCHEMAS: set[str | None] = {None, "public"}
-
-
-def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
-    if type_ == "schema":
-        return name in MANAGED_SCHEMAS
-    return True
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    """False hides an object from autogenerate; extension-owned tables already are."""
-    return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Literal
 
 from alembic import context
@@ -165,3 +166,30 @@ def skip_extension_objects(include_object: IncludeObject) -> IncludeObject:
         return include_object(obj, name, type_, reflected, compare_to)
 
     return include
+
+
+# What migrations/env_hooks.py may define, and the template's default for each.
+DEFAULT_MANAGED_SCHEMAS: frozenset[str | None] = frozenset({None, "public"})
+
+
+def hook_options(hooks: ModuleType) -> dict[str, Any]:
+    """``context.configure()`` filters: the names ``hooks`` defines, the defaults for the rest.
+
+    A hooks module rendered by an older template defines all three names; it
+    keeps working as it is.
+    """
+    managed_schemas = getattr(hooks, "MANAGED_SCHEMAS", DEFAULT_MANAGED_SCHEMAS)
+
+    def include_managed_schemas(name: str | None, type_: str, parent_names: Any) -> bool:
+        return type_ != "schema" or name in managed_schemas
+
+    def include_every_object(*_: Any) -> bool:
+        return True
+
+    return {
+        "include_schemas": True,
+        "include_name": getattr(hooks, "include_name", include_managed_schemas),
+        "include_object": skip_extension_objects(
+            getattr(hooks, "include_object", include_every_object)
+        ),
+    }

@@ -60,7 +60,7 @@ def measure_copier(workdir: Path) -> list[Figure]:
     version = measure(lambda: copier("--version"))
     copies = measure(copy)
     updates = measure(update, before=fresh_copy_of_base)
-    if "template release v2" not in (target / "backend" / "README.md").read_text():
+    if "template release v2" not in (target / "backend" / "docs" / "migrations.md").read_text():
         raise RuntimeError("copier update did not bring in template v2")
 
     floor = Figure("6.1", "copier --version (CLI start-up, floor)", version)

@@ -88,7 +88,7 @@ def baseline_env_py(stock_env_py: str, package: str) -> str:
 
 def release_next_template_version(template: Path, tag: str) -> None:
     """Commit a small template change and tag it, as a template release would."""
-    readme = template / "template" / "backend" / "README.md.jinja"
-    readme.write_text(readme.read_text() + f"\n<!-- template release {tag} -->\n")
+    guide = template / "template" / "backend" / "docs" / "migrations.md.jinja"
+    guide.write_text(guide.read_text() + f"\n<!-- template release {tag} -->\n")
     git(template, "commit", "--quiet", "--no-verify", "-am", f"release {tag}")
     git(template, "tag", tag)

@@ -14,18 +14,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alembic.util import CommandError
-
 from .lint import lint_migrations
 
 
-def schema_docs() -> int:
-    from .schema_docs import SCHEMA_DOC, write_schema_docs  # imports the models
+def one_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
+
+def schema_docs() -> int:
     try:
+        from .schema_docs import SCHEMA_DOC, write_schema_docs  # imports the models
+
         written = write_schema_docs()
-    except CommandError as error:
-        print(f"schema-docs: {error}", file=sys.stderr)
+    except Exception as error:  # a model or revision file that does not load
+        print(f"schema-docs: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
         return 1
     where = SCHEMA_DOC.relative_to(SCHEMA_DOC.parents[1])
     print(f"schema-docs: {where} {'rewritten' if written else 'is already current'}")
@@ -33,9 +36,13 @@ def schema_docs() -> int:
 
 
 def review(everything: bool) -> int:
-    from .review import review  # imports the models
+    try:
+        from .review import review  # imports the models
 
-    return review(everything)
+        return review(everything)
+    except Exception as error:  # a model or revision file that does not load
+        print(f"review: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        return 1
 
 
 def main() -> int:

@@ -19,10 +19,9 @@ from alembic.util import to_tuple
 from sqlalchemy import Table
 from sqlmodel import SQLModel
 
-from .diagrams import er_diagram
 from .lint import Linted, lint_revisions
 from .revisions import project_config, relative_path, select_revisions
-from .schema_docs import mermaid
+from .schema_docs import er_diagrams
 
 IDENTIFIER = r'(?:"(?:[^"]|"")+"|[\w$]+)'
 # Where PostgreSQL DDL names the table it changes: CREATE/ALTER/DROP/COMMENT ON
@@ -116,7 +115,7 @@ def tables_section(linted: list[Linted]) -> str:
         dropped |= gone
     parts = ["## Tables these revisions touch", ""]
     if touched:
-        parts.append(mermaid(er_diagram(tables[name] for name in touched)))
+        parts.append(er_diagrams(tables[name] for name in touched))
     else:
         parts.append("No table in the models.\n")
     if dropped:

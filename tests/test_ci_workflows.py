@@ -91,7 +91,7 @@ def test_pull_requests_get_the_review_as_a_job_summary(
     [review] = [step for step in job["steps"] if step.get("run") == "uvx nox -s review"]
     assert review["if"] == "${{ !cancelled() && github.event_name == 'pull_request' }}"
     assert job["permissions"] == {"contents": "read"}, "no pull-requests: write for a comment"
-    assert "GITHUB_STEP_SUMMARY" not in str(review), "the review finds the summary file itself"
+    assert "GITHUB_STEP_SUMMARY" not in str(review), "review appends itself; a redirect doubles it"
 
 
 def test_neon_workflow_migrates_over_the_direct_url(render_project: Callable[..., Project]) -> None:

@@ -149,8 +149,10 @@ class Project:
     def revision_files(self) -> list[Path]:
         return sorted((self.backend / "migrations" / "versions").glob("*.py"))
 
-    def gate_command(self, command: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        """``python -m tests.migration_gate.cli COMMAND ARGS``, as the project's nox sessions run it."""
+    def gate_command(
+        self, command: str, *args: str, **extra_env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """``python -m tests.migration_gate.cli COMMAND ARGS``, as its nox sessions run it."""
         return self.run(
             str(self.bin / "python"), "-m", "tests.migration_gate.cli", command, *args, **extra_env
         )

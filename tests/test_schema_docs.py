@@ -74,7 +74,9 @@ def mermaid_blocks(page: str) -> list[str]:
 
 
 def schema_docs_check(project: Project) -> subprocess.CompletedProcess[str]:
-    return project.run(str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", SCHEMA_DOCS_TEST)
+    return project.run(
+        str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", SCHEMA_DOCS_TEST
+    )
 
 
 def page(project: Project) -> str:
@@ -84,7 +86,9 @@ def page(project: Project) -> str:
 @pytest.fixture(scope="session")
 def render_mermaid(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], list[Path]]:
     """Markdown in, one SVG per Mermaid block out, by mermaid-cli in headless chromium."""
-    mmdc = os.environ.get("MERMAID_CLI") or shutil.which("mmdc", path=MERMAID_CLI_HOME / "node_modules/.bin")
+    mmdc = os.environ.get("MERMAID_CLI") or shutil.which(
+        "mmdc", path=MERMAID_CLI_HOME / "node_modules/.bin"
+    )
     chromium = os.environ.get("PUPPETEER_EXECUTABLE_PATH") or shutil.which("chromium")
     if not (mmdc and chromium):
         missing = "mermaid-cli (mmdc)" if not mmdc else "chromium"
@@ -196,7 +200,7 @@ def test_the_renderer_rejects_what_mermaid_cannot_parse(
     """Unquoted, ``style`` is a Mermaid keyword: what the quoting above is for."""
     markdown = tmp_path / "unquoted.md"
     markdown.write_text("```mermaid\nerDiagram\n  style {\n    integer id PK\n  }\n```\n")
-    with pytest.raises(AssertionError, match="Parse error|Lexical error"):
+    with pytest.raises(AssertionError, match=r"Parse error|Lexical error"):
         render_mermaid(markdown)
 
 
@@ -208,7 +212,8 @@ def test_fifty_tables_get_one_diagram_per_module_and_every_picture_renders(
     base = head_revision(project)
     write_revision(project, "babababababa", base, "pass", "pass")
     write_revision(project, "cdcdcdcdcdcd", base, "pass", "pass")
-    assert project.alembic("merge", "heads", "-m", "merge heads", "--rev-id", "e0e0e0e0e0e0").returncode == 0
+    merge = project.alembic("merge", "heads", "-m", "merge heads", "--rev-id", "e0e0e0e0e0e0")
+    assert merge.returncode == 0, output(merge)
 
     started = time.perf_counter()
     project.write_schema_docs()

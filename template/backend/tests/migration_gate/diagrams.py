@@ -151,7 +151,7 @@ def node_label(script: Script) -> str:
         text = text[: LABEL_LENGTH - 1] + "…"
     if script.is_head:
         text += " (head)"
-    return text.replace('"', "#quot;")
+    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
 def node(script: Script) -> str:

@@ -75,6 +75,7 @@ def history_baseline(
             for args in (["revision", "--autogenerate", "-m", message], ["upgrade", "head"]):
                 result = project.alembic(*args)
                 assert result.returncode == 0, output(result)
+    project.write_schema_docs()
     git(project.root, "init", "--quiet")
     git(project.root, "add", "--all")
     git(project.root, "commit", "--quiet", "-m", "baseline")

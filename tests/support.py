@@ -150,6 +150,19 @@ class Project:
     def revision_files(self) -> list[Path]:
         return sorted((self.backend / "migrations" / "versions").glob("*.py"))
 
+    def gate_command(
+        self, command: str, *args: str, **extra_env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """``python -m tests.migration_gate.cli COMMAND ARGS``, as its nox sessions run it."""
+        return self.run(
+            str(self.bin / "python"), "-m", "tests.migration_gate.cli", command, *args, **extra_env
+        )
+
+    def write_schema_docs(self) -> None:
+        """What a user runs after changing models or revisions: ``uvx nox -s schema-docs``."""
+        result = self.gate_command("schema-docs")
+        assert result.returncode == 0, output(result)
+
 
 def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr

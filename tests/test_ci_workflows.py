@@ -88,7 +88,21 @@ def test_workflows_use_least_privilege_and_pinned_actions(
                     assert step["with"]["persist-credentials"] is False
     gate = yaml.safe_load((root / ".github/workflows/migration-gate.yml").read_text())
     assert gate["jobs"]["gate"]["services"]["postgres"]["image"] == "postgres:16"
-    assert gate["jobs"]["gate"]["steps"][-1]["run"] == "uvx nox"
+    runs = [step.get("run") for step in gate["jobs"]["gate"]["steps"]]
+    assert runs[-2:] == ["uvx nox", "uvx nox -s review"]
+
+
+def test_pull_requests_get_the_review_as_a_job_summary(
+    render_project: Callable[..., Project],
+) -> None:
+    """A job summary needs no write permission; it is written even when the gate failed."""
+    root = render_project().root
+    gate = yaml.safe_load((root / ".github/workflows/migration-gate.yml").read_text())
+    job = gate["jobs"]["gate"]
+    [review] = [step for step in job["steps"] if step.get("run") == "uvx nox -s review"]
+    assert review["if"] == "${{ !cancelled() && github.event_name == 'pull_request' }}"
+    assert job["permissions"] == {"contents": "read"}, "no pull-requests: write for a comment"
+    assert "GITHUB_STEP_SUMMARY" not in str(review), "review appends itself; a redirect doubles it"
 
 
 def steps_of(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:

@@ -417,6 +417,7 @@ def test_zoo_goes_through_the_whole_loop(zoo: Project, database_url: str) -> Non
 
     assert "No new upgrade operations detected" in alembic_ok(zoo, "check")
 
+    zoo.write_schema_docs()
     server = database_url.rsplit("/", 1)[0] + "/postgres"
     gate = zoo.run(
         str(zoo.bin / "pytest"), "-q", "-p", "no:cacheprovider", TEST_DATABASE_URL=server

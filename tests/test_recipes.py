@@ -104,6 +104,7 @@ def test_recipe_models_round_trip_through_the_gate(project: Project, database_ur
     alembic_ok(project, "upgrade", "head")
     assert "No new upgrade operations detected" in alembic_ok(project, "check")
 
+    project.write_schema_docs()
     server = database_url.rsplit("/", 1)[0] + "/postgres"
     gate = project.run(
         str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", TEST_DATABASE_URL=server

@@ -196,6 +196,7 @@ def customized(
         hooks.write(HOOKS_FILTER)
     (project.backend / ".env.example").unlink()  # they document settings elsewhere
     (project.backend / ".env").write_text(DOT_ENV)  # git-ignored
+    project.write_schema_docs()
     commit_all(root, "Our models, revisions, hooks, test and README section")
     assert len(project.revision_files()) == 2
     return project
@@ -212,6 +213,7 @@ def user_owned(project: Project) -> list[str]:
         "backend/.env",
         "backend/uv.lock",
         "backend/README.md",
+        "backend/docs/schema.md",  # generated from their models
     ]
 
 

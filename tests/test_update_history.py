@@ -203,6 +203,9 @@ def check_clean_update(project: Project, gate_server_url: str) -> None:
     assert f'"{ADDED_DEPENDENCY}"' in pyproject, "the team's dependency is still there"
 
     project.install()
+    stale = project.run("uvx", "nox", "-s", "tests", TEST_DATABASE_URL=gate_server_url)
+    assert "run `uvx nox -s schema-docs`" in output(stale), "the one step an update asks for"
+    project.write_schema_docs()
     gate = project.run("uvx", "nox", TEST_DATABASE_URL=gate_server_url)
     assert gate.returncode == 0, f"the gate after the update:\n{output(gate)}"
 

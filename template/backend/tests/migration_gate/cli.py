@@ -3,6 +3,11 @@
 ``python -m tests.migration_gate.cli lint-migrations [--all]``: squawk on the
 SQL of the revisions added or changed since the base ref (``--all``: every
 revision), and applied revisions unchanged. See ``lint.py`` and ``history.py``.
+
+``python -m tests.migration_gate.cli schema-docs``: rewrite docs/schema.md
+(see ``schema_docs.py``). ``python -m tests.migration_gate.cli review [--all]``:
+the reviewer's summary of the new revisions (see ``review.py``).
+
 ``python -m tests.migration_gate.cli squash REV``: one baseline revision in
 place of the history up to REV. See ``squash.py``.
 """
@@ -17,24 +22,63 @@ from alembic.util import CommandError
 from .lint import lint_migrations
 
 
+def one_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def schema_docs() -> int:
+    try:
+        from .schema_docs import SCHEMA_DOC, write_schema_docs  # imports the models
+
+        written = write_schema_docs()
+    except Exception as error:  # a model or revision file that does not load
+        print(f"schema-docs: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        return 1
+    where = SCHEMA_DOC.relative_to(SCHEMA_DOC.parents[1])
+    print(f"schema-docs: {where} {'rewritten' if written else 'is already current'}")
+    return 0
+
+
+def review(everything: bool) -> int:
+    try:
+        from .review import review  # imports the models
+
+        return review(everything)
+    except Exception as error:  # a model or revision file that does not load
+        print(f"review: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def squash(revision: str) -> int:
+    from .postgres import NoServerError  # the squash's server and fixtures, not the lint's
+    from .squash import squash
+
+    try:
+        return squash(revision)
+    except (CommandError, NoServerError) as error:
+        print(f"squash: {one_line(error)}", file=sys.stderr)
+        return 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.migration_gate.cli")
     commands = parser.add_subparsers(dest="command", required=True)
     lint = commands.add_parser("lint-migrations", help="squawk on new revisions' SQL")
     lint.add_argument("--all", action="store_true", help="lint every revision, not only new ones")
+    commands.add_parser("schema-docs", help="rewrite docs/schema.md from the models and revisions")
+    summary = commands.add_parser("review", help="the reviewer's summary of new revisions")
+    summary.add_argument("--all", action="store_true", help="every revision, not only new ones")
     squash_command = commands.add_parser("squash", help="one baseline revision up to REV")
     squash_command.add_argument("revision", metavar="REV")
     arguments = parser.parse_args()
-    if arguments.command == "lint-migrations":
-        return lint_migrations(everything=arguments.all)
-    from .postgres import NoServerError  # the squash's server and fixtures, not the lint's
-    from .squash import squash
-
-    try:
+    if arguments.command == "schema-docs":
+        return schema_docs()
+    if arguments.command == "review":
+        return review(everything=arguments.all)
+    if arguments.command == "squash":
         return squash(arguments.revision)
-    except (CommandError, NoServerError) as error:
-        print(f"squash: {error}", file=sys.stderr)
-        return 1
+    return lint_migrations(everything=arguments.all)
 
 
 if __name__ == "__main__":

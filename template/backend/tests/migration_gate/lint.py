@@ -142,25 +142,45 @@ def prepare(
     return linted, problems
 
 
-def review(item: Linted, unknown: set[str]) -> tuple[int, list[str]]:
-    """Print the revision's hazards and accepted rules; return the hazard count and problems."""
-    for finding in item.hazards():
-        report_hazard(item, finding)
+def acceptance_problems(item: Linted, unknown: set[str]) -> list[str]:
+    """What is wrong with the revision's ``accepted_hazards``, one line each."""
     problems = []
-    for rule, reason in item.accepted.items():
+    for rule in item.accepted:
         if rule in unknown:
             problems.append(
                 f"{describe(item.revision)}: accepted_hazards names {rule!r}, "
                 "which is not a squawk rule"
             )
-        elif rule in item.fired():
-            print(f"{describe(item.revision)}: accepted {rule}: {reason}")
-        else:
+        elif rule not in item.fired():
             problems.append(
                 f"{describe(item.revision)}: accepted_hazards lists {rule}, but squawk no "
                 "longer finds it: remove it, so that it cannot hide the next hazard"
             )
-    return len(item.hazards()), problems
+    return problems
+
+
+def report(item: Linted) -> None:
+    """Print the revision's hazards, and each accepted rule that fired with its reason."""
+    for finding in item.hazards():
+        report_hazard(item, finding)
+    for rule, reason in item.accepted.items():
+        if rule in item.fired():
+            print(f"{describe(item.revision)}: accepted {rule}: {reason}")
+
+
+def lint_revisions(
+    script: ScriptDirectory, revisions: list[Script]
+) -> tuple[list[Linted], list[str]]:
+    """Each revision's SQL and squawk's findings on it (one squawk call), and the problems
+    that stop a revision's lint or make its ``accepted_hazards`` wrong. Prints nothing."""
+    with tempfile.TemporaryDirectory(prefix="lint-migrations-") as tmp:
+        linted, problems = prepare(script, revisions, Path(tmp))
+        if linted:
+            run_squawk(linted)
+    unknown = unknown_rules({rule for item in linted for rule in item.accepted})
+    for item in linted:
+        problems += acceptance_problems(item, unknown)
+    return linted, problems
 
 
 def applied_changes(script: ScriptDirectory, selection: Selection) -> list[str]:
@@ -178,20 +198,13 @@ def lint_migrations(everything: bool = False) -> int:
         print(f"lint-migrations: {error}", file=sys.stderr)
         return 1
     print(f"lint-migrations: {selection.reason}", flush=True)
-    problems = applied_changes(script, selection)
-    with tempfile.TemporaryDirectory(prefix="lint-migrations-") as tmp:
-        linted, unlintable = prepare(script, selection.revisions, Path(tmp))
-        if linted:
-            run_squawk(linted)
-    problems += unlintable
-    unknown = unknown_rules({rule for item in linted for rule in item.accepted})
-    hazards = 0
+    linted, problems = lint_revisions(script, selection.revisions)
+    problems = applied_changes(script, selection) + problems
     for item in linted:
-        found, trouble = review(item, unknown)
-        hazards += found
-        problems += trouble
+        report(item)
     for problem in problems:
         print(problem, file=sys.stderr)
+    hazards = sum(len(item.hazards()) for item in linted)
     if hazards:
         print(f"lint-migrations: {hazards} lock hazard(s): {HOW_TO_FIX}", file=sys.stderr)
     return 1 if hazards or problems else 0

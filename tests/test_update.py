@@ -169,18 +169,15 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return snapshot_template(tmp_path_factory.mktemp("update") / "template", tag=FIRST)
 
 
-@pytest.fixture(scope="module")
-def customized(
-    template_repo: Path, tmp_path_factory: pytest.TempPathFactory, postgres_server: Any
-) -> Project:
-    """Rendered from v1.0.0, then customized the way users do; everything committed."""
-    root = tmp_path_factory.mktemp("customized") / "project"
-    render(template_repo, root, vcs_ref=FIRST, postgres_version="16")
+def team_project_with_two_models(src: Path, root: Path, vcs_ref: str, server: Any) -> Project:
+    """Render ``src`` at ``vcs_ref`` into a git repo, install it, and autogenerate and apply
+    a revision each for two model modules, as a team's first days do."""
+    render(src, root, vcs_ref=vcs_ref, postgres_version="16")
     git(root, "init", "--quiet", "--initial-branch=main")
     commit_all(root, "Start from template")
     project = Project(root, PACKAGE)
     project.install()
-    with postgres.temporary_database(postgres_server) as url:
+    with postgres.temporary_database(server) as url:
         for module, source in (("user", USER_MODEL), ("team", TEAM_MODEL)):
             project.write_model(module, source)
             for args in (
@@ -189,6 +186,16 @@ def customized(
             ):
                 result = project.alembic(*args, DATABASE_URL=url)
                 assert result.returncode == 0, output(result)
+    return project
+
+
+@pytest.fixture(scope="module")
+def customized(
+    template_repo: Path, tmp_path_factory: pytest.TempPathFactory, postgres_server: Any
+) -> Project:
+    """Rendered from v1.0.0, then customized the way users do; everything committed."""
+    root = tmp_path_factory.mktemp("customized") / "project"
+    project = team_project_with_two_models(template_repo, root, FIRST, postgres_server)
     (project.backend / "tests" / "test_models.py").write_text(USER_TEST)
     with (project.backend / "README.md").open("a") as readme:
         readme.write(README_SECTION)

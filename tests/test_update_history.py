@@ -24,11 +24,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import postgres
 from .support import (
     REPO,
-    TEAM_MODEL,
-    USER_MODEL,
     Project,
     git,
     output,
@@ -42,6 +39,7 @@ from .test_update import (
     commit_all,
     digests,
     half_merged,
+    team_project_with_two_models,
 )
 
 PACKAGE = "my_service"
@@ -138,20 +136,7 @@ def user_files(project: Project) -> list[str]:
 
 def customize_like_a_team(history_repo: Path, tag: str, root: Path, server: Any) -> Project:
     """Render at ``tag``, then customize like a team's first weeks; everything committed."""
-    render(history_repo, root, vcs_ref=tag, postgres_version="16")
-    git(root, "init", "--quiet", "--initial-branch=main")
-    commit_all(root, "Start from template")
-    project = Project(root, PACKAGE)
-    project.install()
-    with postgres.temporary_database(server) as url:
-        for module, source in (("user", USER_MODEL), ("team", TEAM_MODEL)):
-            project.write_model(module, source)
-            for args in (
-                ["revision", "--autogenerate", "-m", f"Add {module}"],
-                ["upgrade", "head"],
-            ):
-                result = project.alembic(*args, DATABASE_URL=url)
-                assert result.returncode == 0, output(result)
+    project = team_project_with_two_models(history_repo, root, tag, server)
     assert len(project.revision_files()) == 2
     with (project.backend / "README.md").open("a") as readme:
         readme.write(README_SECTION)

@@ -51,7 +51,7 @@ def test_fresh_project_passes_the_whole_gate_before_any_model_exists(
 def test_gate_passes_on_good_revisions(project_with_history: Project) -> None:
     result = run_gate(project_with_history)
     assert result.returncode == 0, output(result)
-    # single head, the stairway, the drift check, the leftovers check, the
+    # single head, the upgrade from empty, the drift check, the downgrades, the
     # conflict-marker check and the schema docs
     assert re.search(r"\b6 passed\b", result.stdout), result.stdout
 
@@ -101,7 +101,7 @@ def test_model_without_migration_fails_the_drift_check(project_with_history: Pro
     assert "motto" in result.stdout and "alembic revision --autogenerate" in result.stdout
 
 
-def test_downgrade_that_leaves_a_table_fails_the_stairway_naming_the_revision(
+def test_downgrade_that_leaves_a_table_fails_naming_the_revision(
     project_with_history: Project,
 ) -> None:
     [team_revision] = [p for p in project_with_history.revision_files() if "add_team" in p.name]
@@ -109,10 +109,81 @@ def test_downgrade_that_leaves_a_table_fails_the_stairway_naming_the_revision(
     team_revision.write_text(source.replace("op.drop_table('team')", "pass"))
     rev = head_revision(project_with_history)
     result = run_gate(project_with_history)
-    assert "test_stairway" in failed_tests(result), output(result)
-    assert "test_downgrade_to_base_leaves_nothing" in failed_tests(result)
-    assert f"revision {rev}" in result.stdout and "did not undo the upgrade" in result.stdout
-    assert "r team" in result.stdout or "public.team" in result.stdout
+    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
+    assert f"revision {rev}" in result.stdout, output(result)
+    assert "its downgrade did not undo its upgrade: left behind: table public.team" in (
+        result.stdout
+    )
+
+
+def add_team_motto(project: Project, downgrade: str) -> str:
+    """A hand-written revision that adds ``team.motto``, with the model to match."""
+    rev = "a0d0d0d0d0d0"
+    project.write_model("team", TEAM_MODEL + "    motto: str | None = None\n")
+    write_revision(
+        project,
+        rev,
+        head_revision(project),
+        "op.add_column('team', sa.Column('motto', sa.String(), nullable=True))",
+        downgrade,
+    )
+    return rev
+
+
+def test_downgrade_that_leaves_a_column_fails_naming_it(project_with_history: Project) -> None:
+    """The table stays (an older revision made it), so only the comparison can see the column."""
+    rev = add_team_motto(project_with_history, "pass")
+    result = run_gate(project_with_history)
+    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
+    assert f"revision {rev}" in result.stdout, output(result)
+    assert "left behind: column public.team.motto character varying" in result.stdout
+
+
+def test_downgrade_that_drops_more_than_its_upgrade_made_fails(
+    project_with_history: Project,
+) -> None:
+    """Dropping an older revision's index is caught at this revision, not at the older one."""
+    rev = add_team_motto(
+        project_with_history,
+        "op.drop_column('team', 'motto')\n    op.drop_index('ix_user_email', table_name='user')",
+    )
+    result = run_gate(project_with_history)
+    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
+    assert f"revision {rev}" in result.stdout, output(result)
+    assert "not restored: index public.ix_user_email on public.user" in result.stdout
+
+
+def test_downgrade_that_does_not_restore_a_default_fails(project_with_history: Project) -> None:
+    """Running the upgrade again after its downgrade would pass; comparing the schema does not."""
+    rev = "defa0defa0de"
+    write_revision(
+        project_with_history,
+        rev,
+        head_revision(project_with_history),
+        "op.alter_column('team', 'title', server_default='unnamed')",
+        "pass",
+    )
+    project_with_history.write_model(
+        "team",
+        TEAM_MODEL.replace(
+            "title: str", 'title: str = Field(sa_column_kwargs={"server_default": "unnamed"})'
+        ),
+    )
+    result = run_gate(project_with_history)
+    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
+    assert f"revision {rev}" in result.stdout, output(result)
+    assert "left behind: column public.team.title character varying not null default" in (
+        result.stdout
+    )
+    assert "not restored: column public.team.title character varying not null" in result.stdout
+
+
+def test_downgrade_that_fails_names_the_revision(project_with_history: Project) -> None:
+    rev = add_team_motto(project_with_history, "op.drop_table('no_such_table')")
+    result = run_gate(project_with_history)
+    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
+    assert f"revision {rev}" in result.stdout and "downgrade failed" in result.stdout
+    assert "no_such_table" in result.stdout
 
 
 def first_revision(project: Project) -> str:
@@ -129,7 +200,7 @@ def test_two_heads_fail_the_single_head_check(project_with_history: Project) -> 
 
 
 def test_merged_heads_pass_the_gate(project_with_history: Project) -> None:
-    """The fix the single-head failure prints: a merge revision, which the stairway climbs."""
+    """The fix the single-head failure prints: a merge revision, which the gate climbs."""
     first = first_revision(project_with_history)
     write_revision(
         project_with_history,
@@ -159,7 +230,7 @@ def test_revision_that_fails_to_upgrade_fails_the_upgrade_check(
         "pass",
     )
     result = run_gate(project_with_history)
-    assert "test_stairway" in failed_tests(result), output(result)
+    assert "test_upgrade_from_empty" in failed_tests(result), output(result)
     assert "revision badbadbadbad" in result.stdout and "upgrade failed" in result.stdout
     assert "no_such_table" in result.stdout
 

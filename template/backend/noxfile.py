@@ -21,8 +21,8 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The migration gate and your own tests, against a real PostgreSQL.
 
-    The gate upgrades, downgrades and upgrades again every revision, and fails
-    when the models need a revision (what `alembic check` proves).
+    The gate upgrades every revision, checks that each downgrade undoes it,
+    and fails when the models need a revision (what `alembic check` proves).
     """
     session.run("uv", "run", "pytest", *session.posargs)
 

@@ -1,0 +1,150 @@
+"""What a database's schema holds, as lines to compare (template-owned).
+
+The gate reads the schema after each upgrade, and checks that each downgrade
+brings back exactly the schema its upgrade started from: the same schemas,
+extensions, types (enum labels in order), tables, views, sequences and indexes,
+columns (type, nullability, default, identity), constraints, functions and
+triggers. Rows, grants and comments are not compared. Alembic's own version
+table is left out: it stays once created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+# User objects have OIDs from FirstNormalObjectId (16384) up, so the catalogs'
+# own rows are skipped without a scan.
+SCHEMA_LINES = """
+WITH relation AS (
+    SELECT c.oid, c.relkind, n.nspname || '.' || c.relname AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid >= 16384 AND n.nspname <> 'pg_toast'
+      AND c.relname NOT IN ('alembic_version', 'alembic_version_pkc')
+)
+SELECT CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+    WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+    ELSE 'relation' END || ' ' || r.name
+FROM relation r WHERE r.relkind NOT IN ('i', 'I', 'c', 't')
+UNION ALL
+SELECT 'index ' || r.name || ' on ' || t.name
+FROM pg_index i JOIN relation r ON r.oid = i.indexrelid JOIN relation t ON t.oid = i.indrelid
+UNION ALL
+SELECT 'column ' || r.name || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+    || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+    || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+    || CASE WHEN a.attidentity <> '' THEN ' identity' ELSE '' END
+    || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
+FROM relation r
+JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE r.relkind IN ('r', 'p', 'v', 'm', 'f')
+UNION ALL
+SELECT 'constraint ' || k.conname || ' (' || CASE k.contype
+    WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique'
+    WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' ELSE k.contype::text END || ') on ' || r.name
+FROM relation r JOIN pg_constraint k ON k.conrelid = r.oid
+UNION ALL
+SELECT 'trigger ' || g.tgname || ' on ' || r.name
+FROM relation r JOIN pg_trigger g ON g.tgrelid = r.oid AND NOT g.tgisinternal
+UNION ALL
+SELECT 'type ' || n.nspname || '.' || t.typname || CASE t.typtype WHEN 'e' THEN ' (enum: '
+    || coalesce((SELECT string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)
+                 FROM pg_enum e WHERE e.enumtypid = t.oid), '') || ')'
+    WHEN 'd' THEN ' (domain)' WHEN 'r' THEN ' (range)' ELSE '' END
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE t.oid >= 16384 AND t.typtype IN ('e', 'd', 'r')
+UNION ALL
+SELECT 'schema ' || nspname FROM pg_namespace WHERE oid >= 16384 AND nspname !~ '^pg_'
+UNION ALL
+SELECT 'extension ' || extname FROM pg_extension WHERE oid >= 16384
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure::text FROM pg_proc p WHERE p.oid >= 16384
+"""
+# What a reader looks for first; a table's own columns, indexes, constraints and
+# triggers are not listed beside it.
+KINDS = (
+    "schema",
+    "extension",
+    "type",
+    "table",
+    "foreign table",
+    "view",
+    "materialized view",
+    "sequence",
+    "function",
+    "index",
+    "constraint",
+    "trigger",
+    "column",
+)
+SHOWN = 8
+
+
+class SchemaReader:
+    """Reads a database's schema over a connection of its own, so it sees committed work only.
+
+    The query is prepared once, as the gate reads the schema twice per revision;
+    the connection leaves the engine's pool, so no one else gets it prepared.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._connection = engine.raw_connection()
+        self._connection.detach()
+        self._connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        self._cursor = self._connection.cursor()
+        self._cursor.execute(f"PREPARE schema_lines AS {SCHEMA_LINES}")
+
+    def lines(self) -> frozenset[str]:
+        self._cursor.execute("EXECUTE schema_lines")
+        return frozenset(line for (line,) in self._cursor.fetchall())
+
+    def close(self) -> None:
+        self._cursor.close()
+        self._connection.close()
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one step did to the schema."""
+
+    added: frozenset[str]
+    removed: frozenset[str]
+
+    @classmethod
+    def between(cls, before: frozenset[str], after: frozenset[str]) -> Change:
+        return cls(after - before, before - after)
+
+    def undone(self, after: frozenset[str]) -> frozenset[str]:
+        """The schema before this change, given the schema after it."""
+        return (after - self.added) | self.removed
+
+
+def kind(line: str) -> int:
+    return next(index for index, name in enumerate(KINDS) if line.startswith(f"{name} "))
+
+
+def listing(lines: frozenset[str]) -> str:
+    """A few of ``lines`` on one line: the most telling first, a table without its parts."""
+    tables = [line.split(" ")[-1] for line in lines if line.startswith("table ")]
+    shown = sorted(
+        (
+            line
+            for line in lines
+            if not any(line.endswith(f" on {table}") or f" {table}." in line for table in tables)
+        ),
+        key=lambda line: (kind(line), line),
+    )
+    more = f" and {len(shown) - SHOWN} more" if len(shown) > SHOWN else ""
+    return ", ".join(shown[:SHOWN]) + more
+
+
+def not_undone(expected: frozenset[str], found: frozenset[str]) -> str:
+    """Why ``found`` is not the schema ``expected``, in one line."""
+    parts = []
+    if left := found - expected:
+        parts.append(f"left behind: {listing(left)}")
+    if gone := expected - found:
+        parts.append(f"not restored: {listing(gone)}")
+    return "; ".join(parts)

@@ -27,7 +27,7 @@ from .revisions import (
     RenderError,
     Selection,
     describe,
-    offline_sql,
+    offline_sql_each,
     project_config,
     select_revisions,
 )
@@ -123,22 +123,25 @@ def prepare(
     script: ScriptDirectory, revisions: list[Script], workdir: Path
 ) -> tuple[list[Linted], list[str]]:
     """Render each revision's SQL to its own file; collect what stops a revision's lint."""
-    config = project_config()
-    linted: list[Linted] = []
+    accepted: dict[str, dict[str, str]] = {}
     problems: list[str] = []
     for revision in revisions:
         if squashes(revision):
             print(f"{describe(revision)}: not linted: a squash baseline runs on new databases only")
             continue
         try:
-            accepted = accepted_hazards(revision)
-            sql = offline_sql(config, script, revision)
-        except (DeclarationError, RenderError) as error:
+            accepted[revision.revision] = accepted_hazards(revision)
+        except DeclarationError as error:
             problems.append(str(error))
+    to_render = [revision for revision in revisions if revision.revision in accepted]
+    linted: list[Linted] = []
+    for revision, sql in offline_sql_each(project_config(), script, to_render):
+        if isinstance(sql, RenderError):
+            problems.append(str(sql))
             continue
         sql_file = workdir / f"{Path(revision.path).stem}.sql"
         sql_file.write_text(sql)
-        linted.append(Linted(revision, sql_file, sql.splitlines(), accepted))
+        linted.append(Linted(revision, sql_file, sql.splitlines(), accepted[revision.revision]))
     return linted, problems
 
 

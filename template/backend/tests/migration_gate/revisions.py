@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,30 +111,91 @@ def select_revisions(script: ScriptDirectory, everything: bool) -> Selection:
     return Selection(new, f"{len(new)} revision(s) added or changed since {why}", start, why)
 
 
-def offline_sql(config: Config, script: ScriptDirectory, revision: Script) -> str:
-    """What ``alembic upgrade PARENT:REVISION --sql`` writes, timeouts included.
+class OfflineOutput(io.TextIOBase):
+    """Where an offline run writes: env.py's preamble (the timeouts), then each revision's step."""
 
-    One ``ScriptDirectory`` serves every revision: ``alembic.command`` would
-    load every revision file again for each one.
-    """
-    start = revision.down_revision or "base"
-    buffer = io.StringIO()
+    def __init__(self) -> None:
+        self.preamble = io.StringIO()
+        self.steps: dict[str, io.StringIO] = {}
+        self._into = self.preamble
+
+    def start(self, revision: Script) -> None:
+        self._into = self.steps[revision.revision] = io.StringIO()
+
+    def write(self, text: str) -> int:
+        return self._into.write(text)
+
+    def sql(self, revision: Script) -> str:
+        return self.preamble.getvalue() + self.steps[revision.revision].getvalue()
+
+
+def chains(revisions: list[Script]) -> Iterator[list[Script]]:
+    """``revisions`` cut where one's parent is not the one before it."""
+    chain: list[Script] = []
+    for revision in revisions:
+        if chain and revision.down_revision != chain[-1].revision:
+            yield chain
+            chain = []
+        chain.append(revision)
+    if chain:
+        yield chain
+
+
+def render_chain(
+    config: Config, script: ScriptDirectory, chain: list[Script], output: OfflineOutput
+) -> None:
+    """``alembic upgrade PARENT:LAST --sql`` for a chain, in one env.py run, into ``output``."""
+
+    def steps(heads: object, context: object) -> Iterator[RevisionStep]:
+        for revision in chain:
+            output.start(revision)
+            yield RevisionStep(script.revision_map, revision, True)
+
     context = EnvironmentContext(
         config,
         script,
-        fn=lambda heads, context: [RevisionStep(script.revision_map, revision, True)],
+        fn=steps,
         as_sql=True,
-        starting_rev=None if start == "base" else start,
-        destination_rev=revision.revision,
-        output_buffer=buffer,
+        starting_rev=chain[0].down_revision,
+        destination_rev=chain[-1].revision,
+        output_buffer=output,
     )
-    try:
-        with context, contextlib.redirect_stderr(io.StringIO()):  # env.py logs each step
-            script.run_env()
-    except Exception as error:
-        reason = str(error).strip().splitlines()
-        raise RenderError(
-            f"{describe(revision)}: cannot render its SQL offline: "
-            f"{reason[0] if reason else type(error).__name__}"
-        ) from None
-    return buffer.getvalue()
+    with context, contextlib.redirect_stderr(io.StringIO()):  # env.py logs each step
+        script.run_env()
+
+
+def offline_sql_each(
+    config: Config, script: ScriptDirectory, revisions: list[Script]
+) -> Iterator[tuple[Script, str | RenderError]]:
+    """What ``alembic upgrade PARENT:REVISION --sql`` writes for each revision, timeouts included.
+
+    A chain of revisions renders in one env.py run, split at each step. A
+    revision that cannot render gives its error, and the rest of its chain
+    renders from it on. One ``ScriptDirectory`` serves every revision.
+    """
+    for chain in chains(revisions):
+        while chain:
+            output = OfflineOutput()
+            try:
+                render_chain(config, script, chain, output)
+            except Exception as error:
+                done = [revision for revision in chain if revision.revision in output.steps]
+                failed = chain[max(len(done) - 1, 0)]
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                yield from ((revision, output.sql(revision)) for revision in done[:-1])
+                yield (
+                    failed,
+                    RenderError(f"{describe(failed)}: cannot render its SQL offline: {reason}"),
+                )
+                chain = chain[chain.index(failed) + 1 :]
+                continue
+            yield from ((revision, output.sql(revision)) for revision in chain)
+            chain = []
+
+
+def offline_sql(config: Config, script: ScriptDirectory, revision: Script) -> str:
+    """What ``alembic upgrade PARENT:REVISION --sql`` writes for one revision."""
+    [(_, sql)] = offline_sql_each(config, script, [revision])
+    if isinstance(sql, RenderError):
+        raise sql
+    return sql

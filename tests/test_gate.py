@@ -178,6 +178,23 @@ def test_downgrade_that_does_not_restore_a_default_fails(project_with_history: P
     assert "not restored: column public.team.title character varying not null" in result.stdout
 
 
+def test_downgrade_that_leaves_an_enum_type_fails_naming_it(project_with_history: Project) -> None:
+    """The classic one: dropping the table does not drop its enum type."""
+    rev = "e0e0e0e0e0e0"
+    write_revision(
+        project_with_history,
+        rev,
+        head_revision(project_with_history),
+        "op.execute(\"CREATE TYPE mood AS ENUM ('happy', 'sad')\")",
+        "pass",
+    )
+    result = run_gate(project_with_history)
+    # no model uses the type, so the drift check fails as well
+    assert "test_every_downgrade_undoes_its_upgrade" in failed_tests(result), output(result)
+    assert f"revision {rev}" in result.stdout, output(result)
+    assert "left behind: type public.mood (enum: happy, sad)" in result.stdout
+
+
 def test_downgrade_that_fails_names_the_revision(project_with_history: Project) -> None:
     rev = add_team_motto(project_with_history, "op.drop_table('no_such_table')")
     result = run_gate(project_with_history)

@@ -25,8 +25,8 @@ WITH relation AS (
 )
 SELECT CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
     WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
-    ELSE 'relation' END || ' ' || r.name
-FROM relation r WHERE r.relkind NOT IN ('i', 'I', 'c', 't')
+    WHEN 'c' THEN 'composite type' ELSE 'relation' END || ' ' || r.name
+FROM relation r WHERE r.relkind NOT IN ('i', 'I', 't')
 UNION ALL
 SELECT 'index ' || r.name || ' on ' || t.name
 FROM pg_index i JOIN relation r ON r.oid = i.indexrelid JOIN relation t ON t.oid = i.indrelid
@@ -39,11 +39,12 @@ SELECT 'column ' || r.name || '.' || a.attname || ' ' || format_type(a.atttypid,
 FROM relation r
 JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE r.relkind IN ('r', 'p', 'v', 'm', 'f')
+WHERE r.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
 UNION ALL
 SELECT 'constraint ' || k.conname || ' (' || CASE k.contype
     WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique'
-    WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' ELSE k.contype::text END || ') on ' || r.name
+    WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' WHEN 'n' THEN 'not null'
+    ELSE k.contype::text END || ') on ' || r.name
 FROM relation r JOIN pg_constraint k ON k.conrelid = r.oid
 UNION ALL
 SELECT 'trigger ' || g.tgname || ' on ' || r.name
@@ -72,12 +73,14 @@ KINDS = (
     "foreign table",
     "view",
     "materialized view",
+    "composite type",
     "sequence",
     "function",
     "index",
     "constraint",
     "trigger",
     "column",
+    "relation",
 )
 SHOWN = 8
 

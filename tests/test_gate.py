@@ -116,6 +116,21 @@ def test_downgrade_that_leaves_a_table_fails_naming_the_revision(
     )
 
 
+def gate_with_revision(
+    project: Project, rev: str, upgrade: str, downgrade: str
+) -> subprocess.CompletedProcess[str]:
+    """Add a hand-written revision at head, then run the gate."""
+    write_revision(project, rev, head_revision(project), upgrade, downgrade)
+    return run_gate(project)
+
+
+def downgrade_failure(result: subprocess.CompletedProcess[str], rev: str) -> str:
+    """The gate's one line about ``rev``'s downgrade, which must have failed the gate."""
+    assert "test_every_downgrade_undoes_its_upgrade" in failed_tests(result), output(result)
+    [line] = {line for line in result.stdout.splitlines() if line.startswith(f"revision {rev} (")}
+    return line
+
+
 def add_team_motto(project: Project, downgrade: str) -> str:
     """A hand-written revision that adds ``team.motto``, with the model to match."""
     rev = "a0d0d0d0d0d0"
@@ -133,10 +148,8 @@ def add_team_motto(project: Project, downgrade: str) -> str:
 def test_downgrade_that_leaves_a_column_fails_naming_it(project_with_history: Project) -> None:
     """The table stays (an older revision made it), so only the comparison can see the column."""
     rev = add_team_motto(project_with_history, "pass")
-    result = run_gate(project_with_history)
-    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
-    assert f"revision {rev}" in result.stdout, output(result)
-    assert "left behind: column public.team.motto character varying" in result.stdout
+    line = downgrade_failure(run_gate(project_with_history), rev)
+    assert "left behind: column public.team.motto character varying" in line
 
 
 def test_downgrade_that_drops_more_than_its_upgrade_made_fails(
@@ -147,60 +160,47 @@ def test_downgrade_that_drops_more_than_its_upgrade_made_fails(
         project_with_history,
         "op.drop_column('team', 'motto')\n    op.drop_index('ix_user_email', table_name='user')",
     )
-    result = run_gate(project_with_history)
-    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
-    assert f"revision {rev}" in result.stdout, output(result)
-    assert "not restored: index public.ix_user_email on public.user" in result.stdout
+    line = downgrade_failure(run_gate(project_with_history), rev)
+    assert "not restored: index public.ix_user_email on public.user" in line
 
 
 def test_downgrade_that_does_not_restore_a_default_fails(project_with_history: Project) -> None:
     """Running the upgrade again after its downgrade would pass; comparing the schema does not."""
-    rev = "defa0defa0de"
-    write_revision(
-        project_with_history,
-        rev,
-        head_revision(project_with_history),
-        "op.alter_column('team', 'title', server_default='unnamed')",
-        "pass",
-    )
     project_with_history.write_model(
         "team",
         TEAM_MODEL.replace(
             "title: str", 'title: str = Field(sa_column_kwargs={"server_default": "unnamed"})'
         ),
     )
-    result = run_gate(project_with_history)
-    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
-    assert f"revision {rev}" in result.stdout, output(result)
-    assert "left behind: column public.team.title character varying not null default" in (
-        result.stdout
+    result = gate_with_revision(
+        project_with_history,
+        "defa0defa0de",
+        "op.alter_column('team', 'title', server_default='unnamed')",
+        "pass",
     )
-    assert "not restored: column public.team.title character varying not null" in result.stdout
+    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
+    line = downgrade_failure(result, "defa0defa0de")
+    assert "left behind: column public.team.title character varying not null default" in line
+    assert "not restored: column public.team.title character varying not null" in line
 
 
 def test_downgrade_that_leaves_an_enum_type_fails_naming_it(project_with_history: Project) -> None:
     """The classic one: dropping the table does not drop its enum type."""
-    rev = "e0e0e0e0e0e0"
-    write_revision(
+    result = gate_with_revision(
         project_with_history,
-        rev,
-        head_revision(project_with_history),
+        "e0e0e0e0e0e0",
         "op.execute(\"CREATE TYPE mood AS ENUM ('happy', 'sad')\")",
         "pass",
     )
-    result = run_gate(project_with_history)
     # no model uses the type, so the drift check fails as well
-    assert "test_every_downgrade_undoes_its_upgrade" in failed_tests(result), output(result)
-    assert f"revision {rev}" in result.stdout, output(result)
-    assert "left behind: type public.mood (enum: happy, sad)" in result.stdout
+    line = downgrade_failure(result, "e0e0e0e0e0e0")
+    assert "left behind: type public.mood (enum: happy, sad)" in line
 
 
 def test_downgrade_that_fails_names_the_revision(project_with_history: Project) -> None:
     rev = add_team_motto(project_with_history, "op.drop_table('no_such_table')")
-    result = run_gate(project_with_history)
-    assert failed_tests(result) == {"test_every_downgrade_undoes_its_upgrade"}, output(result)
-    assert f"revision {rev}" in result.stdout and "downgrade failed" in result.stdout
-    assert "no_such_table" in result.stdout
+    line = downgrade_failure(run_gate(project_with_history), rev)
+    assert "downgrade failed" in line and "no_such_table" in line
 
 
 def first_revision(project: Project) -> str:
@@ -239,14 +239,12 @@ def test_merged_heads_pass_the_gate(project_with_history: Project) -> None:
 def test_revision_that_fails_to_upgrade_fails_the_upgrade_check(
     project_with_history: Project,
 ) -> None:
-    write_revision(
+    result = gate_with_revision(
         project_with_history,
         "badbadbadbad",
-        head_revision(project_with_history),
         'op.execute("ALTER TABLE no_such_table ADD COLUMN x int")',
         "pass",
     )
-    result = run_gate(project_with_history)
     assert "test_upgrade_from_empty" in failed_tests(result), output(result)
     assert "revision badbadbadbad" in result.stdout and "upgrade failed" in result.stdout
     assert "no_such_table" in result.stdout

@@ -34,7 +34,7 @@ def profile_counts(profile: Path) -> dict[str, object]:
         "psycopg2.connect": ("psycopg2/__init__.py", "connect"),
         "SQL statements": ("~", "<method 'execute' of 'psycopg2.extensions.cursor' objects>"),
         "schema reads (gate: after each upgrade and downgrade)": ("schema_state.py", "lines"),
-        "squawk runs": ("subprocess.py", "run"),
+        "processes run (git, squawk)": ("subprocess.py", "run"),
     }
     return {"profiled_total_s": round(stats.total_tt, 2)} | profile_summary(stats, wanted)  # type: ignore[attr-defined]
 

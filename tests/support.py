@@ -168,6 +168,19 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
 
+def assert_gate_passes(project: Project, database_url: str) -> None:
+    """What a user runs before pushing: the schema page, then the gate's tests and
+    lint-migrations on the server of ``database_url``; both must pass."""
+    project.write_schema_docs()
+    server = database_url.rsplit("/", 1)[0] + "/postgres"
+    gate = project.run(
+        str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", TEST_DATABASE_URL=server
+    )
+    assert gate.returncode == 0, output(gate)
+    lint = project.gate_command("lint-migrations")
+    assert lint.returncode == 0, output(lint)
+
+
 def alembic_ok(project: Project, *args: str, **env: str) -> str:
     """Run ``alembic ARGS`` in the project; fail the test with its output unless it succeeds."""
     result = project.alembic(*args, **env)

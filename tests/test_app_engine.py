@@ -15,10 +15,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from .support import Project, output, render
-from .test_neon_safety import PW
+from .test_neon_safety import through_fake_pooler
 from .test_pgbouncer import pooler  # noqa: F401  (a fixture, requested by pgbouncer)
 
 # Reads a line per query from stdin and prints the server process that ran it.
@@ -187,19 +186,10 @@ def pgbouncer(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("pooler")
 
 
-def as_neon_pooler(url: str) -> str:
-    """``url`` under a Neon-style ``-pooler`` host name that libpq never looks up."""
-    parsed = make_url(url)
-    return (
-        f"postgresql://{parsed.username}:{PW}@ep-test-123-pooler.example.invalid:{parsed.port}"
-        f"/{parsed.database}?hostaddr=127.0.0.1"
-    )
-
-
 def test_repeated_queries_work_through_pgbouncer_with_psycopg(
     psycopg_project: Project, pgbouncer: str
 ) -> None:
-    pooled = as_neon_pooler(pgbouncer)
+    pooled = through_fake_pooler(pgbouncer)
     result = run_probe(psycopg_project, REPEATED_QUERY_PROBE, DATABASE_URL=pooled)
     assert result.returncode == 0 and result.stdout == "ok\n", output(result)
     opted_in = run_probe(
@@ -219,21 +209,28 @@ def test_startup_options_never_reach_the_pooler(psycopg2_project: Project, pgbou
     check = "from my_service.db import get_engine; get_engine()"
     python = str(psycopg2_project.bin / "python")
     refused = psycopg2_project.run(
-        python, "-c", check, DATABASE_URL=as_neon_pooler(pgbouncer) + "&options=-csearch_path%3Dapp"
+        python,
+        "-c",
+        check,
+        DATABASE_URL=through_fake_pooler(pgbouncer) + "&options=-csearch_path%3Dapp",
     )
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
     assert "refuses the startup parameter 'options'" in last and "DATABASE_URL" in last
     assert "n30n" not in output(refused)
     from_environment = psycopg2_project.run(
-        python, "-c", check, DATABASE_URL=as_neon_pooler(pgbouncer), PGOPTIONS="-c work_mem=8MB"
+        python,
+        "-c",
+        check,
+        DATABASE_URL=through_fake_pooler(pgbouncer),
+        PGOPTIONS="-c work_mem=8MB",
     )
     assert "set by the PGOPTIONS environment variable" in from_environment.stderr
     neon_endpoint = psycopg2_project.run(
         python,
         "-c",
         check,
-        DATABASE_URL=as_neon_pooler(pgbouncer) + "&options=endpoint%3Dep-test-123",
+        DATABASE_URL=through_fake_pooler(pgbouncer) + "&options=endpoint%3Dep-test-123",
     )
     assert neon_endpoint.returncode == 0, output(neon_endpoint)
 

@@ -24,7 +24,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from .support import Project, alembic_ok, one_failure_line, output, render
+from .support import (
+    Project,
+    alembic_ok,
+    assert_gate_passes,
+    one_failure_line,
+    output,
+    render,
+)
 
 # The wrapper libraries are the zoo's, not the template's: installed into the
 # rendered project's venv only. cryptography is what advanced-alchemy's
@@ -415,14 +422,7 @@ def test_zoo_goes_through_the_whole_loop(zoo: Project, database_url: str) -> Non
 
     assert "No new upgrade operations detected" in alembic_ok(zoo, "check")
 
-    zoo.write_schema_docs()
-    server = database_url.rsplit("/", 1)[0] + "/postgres"
-    gate = zoo.run(
-        str(zoo.bin / "pytest"), "-q", "-p", "no:cacheprovider", TEST_DATABASE_URL=server
-    )
-    assert gate.returncode == 0, output(gate)
-    lint = zoo.run(str(zoo.bin / "python"), "-m", "tests.migration_gate.cli", "lint-migrations")
-    assert lint.returncode == 0, output(lint)
+    assert_gate_passes(zoo, database_url)
 
     alembic_ok(zoo, "downgrade", "base")
     assert leftovers(database_url) == []

@@ -244,10 +244,10 @@ def test_doctor_finds_models_that_autogenerate_cannot_see(project_with_history: 
 
 def through_fake_pooler(url: str) -> str:
     """``url`` under a Neon-style ``-pooler`` host name that libpq never looks up."""
-    admin = make_url(url)
+    parsed = make_url(url)
     return (
-        f"postgresql://postgres:{PW}@ep-test-123-pooler.example.invalid:{admin.port}"
-        f"/{admin.database}?hostaddr=127.0.0.1"
+        f"postgresql://{parsed.username}:{PW}@ep-test-123-pooler.example.invalid:{parsed.port}"
+        f"/{parsed.database}?hostaddr=127.0.0.1"
     )
 
 

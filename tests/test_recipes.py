@@ -12,7 +12,7 @@ import re
 
 import psycopg
 
-from .support import REPO, Project, alembic_ok, output
+from .support import REPO, Project, alembic_ok, assert_gate_passes, output
 
 RECIPES = """\
 import enum
@@ -104,16 +104,7 @@ def test_recipe_models_round_trip_through_the_gate(project: Project, database_ur
     alembic_ok(project, "upgrade", "head")
     assert "No new upgrade operations detected" in alembic_ok(project, "check")
 
-    project.write_schema_docs()
-    server = database_url.rsplit("/", 1)[0] + "/postgres"
-    gate = project.run(
-        str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", TEST_DATABASE_URL=server
-    )
-    assert gate.returncode == 0, output(gate)
-    lint = project.run(
-        str(project.bin / "python"), "-m", "tests.migration_gate.cli", "lint-migrations"
-    )
-    assert lint.returncode == 0, output(lint)
+    assert_gate_passes(project, database_url)
 
     alembic_ok(project, "downgrade", "base")
     assert leftovers(database_url) == []

@@ -7,6 +7,7 @@ project's own lint command, as its nox session does.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -25,17 +26,21 @@ class Note(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
 """
 REASON = "user.nickname unread since release 2026.11 (PR #412)"
+# The first and third revisions' SQL, as lint-migrations renders them: one chain each.
+GAPPED_RENDER = """
+import json
+from alembic.script import ScriptDirectory
+from tests.migration_gate.revisions import offline_sql_each, oldest_first, project_config
+config = project_config()
+script = ScriptDirectory.from_config(config)
+first, second, third = oldest_first(script)
+rendered = offline_sql_each(config, script, [first, third])
+print(json.dumps([[r.down_revision, r.revision, sql] for r, sql in rendered]))
+"""
 
 
 def lint(project: Project, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return project.run(
-        str(project.bin / "python"),
-        "-m",
-        "tests.migration_gate.cli",
-        "lint-migrations",
-        *args,
-        **env,
-    )
+    return project.gate_command("lint-migrations", *args, **env)
 
 
 def add_revision(
@@ -47,6 +52,24 @@ def add_revision(
         source = path.read_text()
         path.write_text(source.replace("depends_on = None\n", f"depends_on = None\n{accepted}\n"))
     return path
+
+
+def test_each_revision_is_linted_as_alembic_upgrade_sql_writes_it(
+    project_with_history: Project,
+) -> None:
+    """One env.py run per chain, split at each step, is byte for byte the CLI's SQL; a gap
+    starts a new chain (else the third would INSERT its version row instead of UPDATE)."""
+    project = project_with_history
+    probe = project.run(str(project.bin / "python"), "-c", GAPPED_RENDER)
+    assert probe.returncode == 0, output(probe)
+    rendered = json.loads(probe.stdout)
+    assert len(rendered) == 2
+    for parent, revision, sql in rendered:
+        span = f"{parent}:{revision}" if parent else revision
+        cli = project.alembic("upgrade", span, "--sql")
+        assert cli.returncode == 0, output(cli)
+        assert sql == cli.stdout
+    assert "UPDATE alembic_version" in rendered[1][2]
 
 
 def test_only_revisions_added_or_changed_since_the_base_are_linted(

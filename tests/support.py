@@ -6,6 +6,8 @@ check; these helpers are its verbs, each running the real tool.
 
 from __future__ import annotations
 
+import ast
+import builtins
 import importlib.util
 import os
 import re
@@ -20,7 +22,7 @@ import copier
 import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
-POSTGRES_MODULE = REPO / "template" / "backend" / "tests" / "migration_gate" / "postgres.py"
+SERVERS_MODULE = REPO / "template" / "backend" / "migration_gate" / "servers.py"
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",
     "GIT_AUTHOR_EMAIL": "tests@example.invalid",
@@ -31,9 +33,9 @@ GIT_IDENTITY = {
 PROJECT_PYTHON = "3.12"
 
 
-def load_postgres_module() -> ModuleType:
+def load_servers_module() -> ModuleType:
     """The rendered projects' own test-server module, so both sides share one implementation."""
-    spec = importlib.util.spec_from_file_location("template_postgres", POSTGRES_MODULE)
+    spec = importlib.util.spec_from_file_location("template_servers", SERVERS_MODULE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -106,8 +108,9 @@ class Project:
         return self.backend / ".venv" / "bin"
 
     def install(self) -> None:
+        """What docs/migrations.md's set-up runs: ``uv sync --compile-bytecode``."""
         subprocess.run(
-            ["uv", "sync", "--quiet", "--python", PROJECT_PYTHON],
+            ["uv", "sync", "--compile-bytecode", "--quiet", "--python", PROJECT_PYTHON],
             cwd=self.backend,
             env=uv_env(),
             check=True,
@@ -153,10 +156,9 @@ class Project:
     def gate_command(
         self, command: str, *args: str, **extra_env: str
     ) -> subprocess.CompletedProcess[str]:
-        """``python -m tests.migration_gate.cli COMMAND ARGS``, as its nox sessions run it."""
-        return self.run(
-            str(self.bin / "python"), "-m", "tests.migration_gate.cli", command, *args, **extra_env
-        )
+        """``python -m migration_gate COMMAND ARGS``, as its nox sessions run it."""
+        python = str(self.bin / "python")
+        return self.run(python, "-m", "migration_gate", command, *args, **extra_env)
 
     def write_schema_docs(self) -> None:
         """What a user runs after changing models or revisions: ``uvx nox -s schema-docs``."""
@@ -257,3 +259,41 @@ def recipe_blocks(doc: Path) -> dict[str, list[str]]:
     for marker, code in MARKED_BLOCK.findall(doc.read_text()):
         blocks.setdefault(marker, []).append(code)
     return blocks
+
+
+# What a revision may import: Alembic, SQLAlchemy and its dialects, the enum helper.
+PORTABLE_IMPORTS = ("alembic", "sqlalchemy", "alembic_postgresql_enum", "collections")
+
+
+def portability_problems(source: str, *extension_packages: str) -> list[str]:
+    """Imports of anything but Alembic, SQLAlchemy (and ``extension_packages``), and names
+    the revision never defines.
+
+    The second catch is the one that matters: Alembic writes an unknown type as
+    a dotted path (``advanced_alchemy.types.guid.GUID()``) without importing it,
+    and the revision fails with a NameError only when it runs.
+    """
+    tree = ast.parse(source)
+    problems = []
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            )
+            for module in modules:
+                if (module or "").split(".")[0] not in (*PORTABLE_IMPORTS, *extension_packages):
+                    problems.append(f"imports {module}")
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.FunctionDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+    undefined = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined
+    ]
+    for node in sorted(undefined, key=lambda node: (node.lineno, node.col_offset)):
+        problems.append(f"line {node.lineno}: {node.id} is never imported")
+    return problems

@@ -18,7 +18,7 @@ BASE = {"MIGRATION_LINT_BASE": "baseline"}  # the tag of the committed history
 
 
 def lint(project: Project, **env: str) -> subprocess.CompletedProcess[str]:
-    command = ("-m", "tests.migration_gate.cli", "lint-migrations")
+    command = ("-m", "migration_gate", "lint-migrations")
     return project.run(str(project.bin / "python"), *command, **env)
 
 

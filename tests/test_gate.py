@@ -14,8 +14,6 @@ from typing import Any
 
 from .support import TEAM_MODEL, Project, head_revision, output, write_revision
 
-GATE_TESTS = "tests/migration_gate/test_migrations.py"
-
 
 def failed_tests(result: subprocess.CompletedProcess[str]) -> set[str]:
     """Names of the failed gate tests, without their module path."""
@@ -59,7 +57,7 @@ def test_gate_passes_on_good_revisions(project_with_history: Project) -> None:
 USERS_OWN_TEST = """\
 import sqlalchemy as sa
 
-from tests.migration_gate.fixtures import engine_for
+from migration_gate.project import engine_for
 
 
 def test_each_test_gets_a_private_database_at_head(database_at_head: str) -> None:

@@ -30,7 +30,8 @@ REASON = "user.nickname unread since release 2026.11 (PR #412)"
 GAPPED_RENDER = """
 import json
 from alembic.script import ScriptDirectory
-from tests.migration_gate.revisions import offline_sql_each, oldest_first, project_config
+from migration_gate.project import project_config
+from migration_gate.revisions import offline_sql_each, oldest_first
 config = project_config()
 script = ScriptDirectory.from_config(config)
 first, second, third = oldest_first(script)

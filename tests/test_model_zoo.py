@@ -14,8 +14,6 @@ cannot see is pinned here, as ``docs/models.md`` lists it.
 
 from __future__ import annotations
 
-import ast
-import builtins
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +28,7 @@ from .support import (
     assert_gate_passes,
     one_failure_line,
     output,
+    portability_problems,
     render,
 )
 
@@ -313,9 +312,6 @@ CONSTRAINTS_IN_DATABASE = {
 }
 ZOO_SCHEMAS = ("public", "billing")
 
-# What a revision may import: Alembic, SQLAlchemy and its dialects, the enum helper.
-PORTABLE_IMPORTS = ("alembic", "sqlalchemy", "alembic_postgresql_enum", "collections")
-
 # Changes that `alembic check` does not see with the template's configuration
 # (Alembic 1.20): docs/models.md tells what to write by hand for each.
 UNSEEN_CHANGES = {
@@ -587,39 +583,6 @@ def autogenerate_zoo(project: Project) -> Path:
     downgrade = downgrade.rstrip("\n") + '\n    op.execute("DROP SCHEMA billing")\n'
     revision.write_text(upgrade + "def downgrade" + downgrade)
     return revision
-
-
-def portability_problems(source: str) -> list[str]:
-    """Imports of anything but Alembic and SQLAlchemy, and names the revision never defines.
-
-    The second catch is the one that matters: Alembic writes an unknown type as
-    a dotted path (``advanced_alchemy.types.guid.GUID()``) without importing it,
-    and the revision fails with a NameError only when it runs.
-    """
-    tree = ast.parse(source)
-    problems = []
-    defined = set(dir(builtins))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            modules = (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
-            )
-            for module in modules:
-                if (module or "").split(".")[0] not in PORTABLE_IMPORTS:
-                    problems.append(f"imports {module}")
-            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, ast.FunctionDef):
-            defined.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            defined.add(node.id)
-    undefined = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined
-    ]
-    for node in sorted(undefined, key=lambda node: (node.lineno, node.col_offset)):
-        problems.append(f"line {node.lineno}: {node.id} is never imported")
-    return problems
 
 
 @contextmanager

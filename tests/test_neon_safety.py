@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from .conftest import postgres
+from .conftest import servers
 from .support import (
     TEAM_MODEL,
     Project,
@@ -170,7 +170,7 @@ def test_cold_start_is_retried_until_the_server_is_up(project_with_history: Proj
     """The migration starts before its server does; bounded retries still get it migrated."""
     project = project_with_history
     head = head_revision(project)
-    port = postgres.free_port()
+    port = servers.free_port()
     runner = project.start(
         str(project.bin / "alembic"),
         "upgrade",
@@ -179,7 +179,7 @@ def test_cold_start_is_retried_until_the_server_is_up(project_with_history: Proj
         MIGRATION_CONNECT_RETRY_SECONDS="60",
     )
     time.sleep(3)
-    with postgres.throwaway_server(port=port) as server:
+    with servers.throwaway_server(port=port) as server:
         stdout, stderr = runner.communicate(timeout=90)
         assert runner.returncode == 0, stdout + stderr
         assert "Database not reachable yet" in stderr

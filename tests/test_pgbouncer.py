@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from .conftest import postgres
+from .conftest import servers
 
 LOCK_KEY = 424242
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -34,7 +34,7 @@ def pooler(postgres_server: Any, database_url: str) -> Iterator[str]:
     if not Path(PGBOUNCER).is_file():
         pytest.skip("PgBouncer is not installed (apt-get install pgbouncer)")
     dbname = database_url.rsplit("/", 1)[1]
-    port = postgres.free_port()
+    port = servers.free_port()
     workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
     (workdir / "users.txt").write_text(f'"{postgres_server.user}" ""\n')
     (workdir / "pgbouncer.ini").write_text(

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from .conftest import postgres
+from .conftest import servers
 from .support import (
     REPO,
     Project,
@@ -183,7 +183,7 @@ def scenario(
     project.install()
     env_hooks = (project.backend / "migrations" / "env_hooks.py").read_text()
     server_url = postgres_server.url(postgres_server.maintenance_db)
-    with postgres.temporary_database(postgres_server) as url:
+    with servers.temporary_database(postgres_server) as url:
         project.env["DATABASE_URL"] = url
         write_models(project, release=0)
         alembic_ok(project, "revision", "--autogenerate", "-m", "Tables before the recipes")
@@ -207,7 +207,7 @@ def test_every_recipe_is_in_the_doc_with_its_unsafe_form_and_rule() -> None:
 def test_the_rendered_project_ships_the_doc_that_the_lint_points_to(scenario: Scenario) -> None:
     rendered = scenario.project.backend / "docs" / "safe-migrations.md"
     assert rendered.read_text() == DOC.read_text()
-    lint_module = scenario.project.backend / "tests" / "migration_gate" / "lint.py"
+    lint_module = scenario.project.backend / "migration_gate" / "lint.py"
     assert "docs/safe-migrations.md" in lint_module.read_text()
 
 

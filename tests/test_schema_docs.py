@@ -66,7 +66,7 @@ class Note(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id")
 """
-SCHEMA_DOCS_TEST = "tests/migration_gate/test_schema_docs.py"
+SCHEMA_DOCS_TEST = "tests/test_migration_gate.py::test_schema_docs_are_current"
 
 
 def mermaid_blocks(page: str) -> list[str]:
@@ -137,9 +137,7 @@ def test_a_stale_page_fails_the_gate_in_one_line_until_the_session_rewrites_it(
     project.write_model("note", NOTE_MODEL)
     stale = schema_docs_check(project)
     assert stale.returncode == 1, output(stale)
-    assert "FAILED tests/migration_gate/test_schema_docs.py::test_schema_docs_are_current" in (
-        stale.stdout
-    )
+    assert "FAILED tests/test_migration_gate.py::test_schema_docs_are_current" in (stale.stdout)
     # The failure's own line; pytest's summary repeats it after "FAILED ..." (in full under CI).
     [reason] = [
         line

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import postgres
+from .conftest import servers
 from .support import REPO, Project, alembic_ok, git, output, render, snapshot_template
 
 GENERATE = REPO / "bench" / "probes" / "generate_revisions.py"
@@ -105,7 +105,7 @@ def long_history(
     project = Project(render(template, root / "project"))
     project.install()
     project.env["TEST_DATABASE_URL"] = postgres_server.url(postgres_server.maintenance_db)
-    with postgres.temporary_database(postgres_server) as url:
+    with servers.temporary_database(postgres_server) as url:
         project.env["DATABASE_URL"] = url
         grow(project, root / "first", {"account": ACCOUNT}, url)
         handwritten(project, TRIGGER_UP, TRIGGER_DOWN)
@@ -120,7 +120,7 @@ def long_history(
 
 
 def schema(url: str) -> str:
-    pg_ctl = postgres.find_pg_ctl()
+    pg_ctl = servers.find_pg_ctl()
     dump = subprocess.run(
         [str(pg_ctl.parent / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges", url],
         capture_output=True,
@@ -178,9 +178,9 @@ def test_squashed_history_builds_the_same_schema_and_production_needs_no_stamp(
     ids = history(project)
     target = ids[SQUASH_AT - 1]
     with (
-        postgres.temporary_database(postgres_server) as old,
-        postgres.temporary_database(postgres_server) as production,
-        postgres.temporary_database(postgres_server) as new,
+        servers.temporary_database(postgres_server) as old,
+        servers.temporary_database(postgres_server) as production,
+        servers.temporary_database(postgres_server) as new,
     ):
         alembic_ok(project, "upgrade", "head", DATABASE_URL=old)
         alembic_ok(project, "upgrade", target, DATABASE_URL=production)

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 import yaml
 
-from .conftest import postgres
+from .conftest import servers
 from .support import (
     REPO,
     TEAM_MODEL,
@@ -177,7 +177,7 @@ def team_project_with_two_models(src: Path, root: Path, vcs_ref: str, server: An
     commit_all(root, "Start from template")
     project = Project(root, PACKAGE)
     project.install()
-    with postgres.temporary_database(server) as url:
+    with servers.temporary_database(server) as url:
         for module, source in (("user", USER_MODEL), ("team", TEAM_MODEL)):
             project.write_model(module, source)
             for args in (
@@ -318,27 +318,24 @@ def documented_migrations() -> str:
     return readme[start : readme.index("```", start)]
 
 
-USER_CLI_LINE = 'help="lint every revision, not only new ones"'
-USER_CLI_EDIT = 'help="lint every revision (CI runs this on release branches)"'
+USER_REVIEW_LINE = 'parts = [f"## Migration review\\n\\n'
+USER_REVIEW_EDIT = 'parts = [f"## Migration review (billing: ask #billing)\\n\\n'
 
 
 def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
     template_repo: Path, user_project: Project, gate_server_url: str
 ) -> None:
     project = user_project
-    replace_once(project.backend / "tests/migration_gate/cli.py", USER_CLI_LINE, USER_CLI_EDIT)
-    commit_all(project.root, "Label the gate's command lines in CI logs")
+    replace_once(project.backend / "migration_gate/review.py", USER_REVIEW_LINE, USER_REVIEW_EDIT)
+    commit_all(project.root, "Our reviewers' channel in the review summary")
 
-    # v2.0.0 moves a template-owned file (the gate's cli.py) and a user-owned one
-    # (env_hooks.py), renames a question, and carries projects across with the
-    # README's recipes.
+    # v2.0.0 moves a template-owned file (the gate's review.py, to
+    # review_summary.py) and a user-owned one (env_hooks.py), renames a
+    # question, and carries projects across with the README's recipes.
     src = next_version(template_repo)
-    gate = src / "backend/tests/migration_gate"
-    git(template_repo, "mv", str(gate / "cli.py"), str(gate / "commands.py"))
-    replace_all(gate / "commands.py", "tests.migration_gate.cli", "tests.migration_gate.commands")
-    replace_all(
-        src / "backend/noxfile.py", "tests.migration_gate.cli", "tests.migration_gate.commands"
-    )
+    gate = src / "backend/migration_gate"
+    git(template_repo, "mv", str(gate / "review.py"), str(gate / "review_summary.py"))
+    replace_all(gate / "__main__.py", "from .review import", "from .review_summary import")
     migrations = src / "backend/migrations"
     git(template_repo, "mv", str(migrations / "env_hooks.py"), str(migrations / "hooks.py"))
     replace_all(migrations / "env.py.jinja", "env_hooks", "hooks")
@@ -355,12 +352,10 @@ def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
 
     update(project, "v2.0.0")
 
-    commands = (project.backend / "tests/migration_gate/commands.py").read_text()
-    assert USER_CLI_EDIT in commands, "the user's edit moved with the file"
-    assert "python -m tests.migration_gate.commands lint-migrations" in commands, (
-        "and the template's too"
-    )
-    assert not (project.backend / "tests/migration_gate/cli.py").exists()
+    moved = (project.backend / "migration_gate/review_summary.py").read_text()
+    assert USER_REVIEW_EDIT in moved, "the user's edit moved with the file"
+    assert "def review_markdown(" in moved, "and the template's code too"
+    assert not (project.backend / "migration_gate/review.py").exists()
     assert changed(project.root, mine) == [], "hooks.py is the user's env_hooks.py, byte for byte"
     assert not (project.backend / "migrations/env_hooks.py").exists()
     recorded = answers(project)
@@ -370,9 +365,8 @@ def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
     assert half_merged(project.root) == []
 
     project.install()
-    moved_cli = ["uv", "run", "python", "-m", "tests.migration_gate.commands"]
-    usage = succeed(project, *moved_cli, "lint-migrations", "--help")
-    assert "CI runs this on release branches" in usage, "the merged module is the one that runs"
+    summary = succeed(project, "uv", "run", "python", "-m", "migration_gate", "review", "--all")
+    assert "## Migration review (billing: ask #billing)" in summary, "the merged module runs"
     succeed(project, "uv", "run", "pytest", TEST_DATABASE_URL=gate_server_url)
 
 
@@ -466,7 +460,8 @@ def test_a_clashing_edit_is_reported_and_the_pre_commit_hook_refuses_it(
     assert clean.returncode == 0, output(clean)
 
 
-CONFLICT_TEST = "tests/migration_gate/test_conflict_markers.py"
+CONFLICT_TEST = "tests/test_migration_gate.py"
+CONFLICT_CHECK = "test_no_tracked_file_holds_conflict_markers"
 
 
 def test_the_gate_fails_on_a_committed_conflict_marker(
@@ -474,7 +469,7 @@ def test_the_gate_fails_on_a_committed_conflict_marker(
 ) -> None:
     project = user_project
     project.install()
-    gate = [str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", CONFLICT_TEST]
+    gate = [str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", "-k", CONFLICT_CHECK]
     assert project.run(*gate).returncode == 0, "a clean checkout passes"
     readme = project.backend / "README.md"
     readme.write_text(readme.read_text() + "<<<<<<< before updating\nours\n=======\n")
@@ -489,7 +484,7 @@ def test_the_gate_fails_on_a_committed_conflict_marker(
     git(project.root, "worktree", "add", "--quiet", "--detach", str(not_a_checkout))
     (not_a_checkout / ".git").unlink()  # the files without their git checkout
     exported = subprocess.run(
-        [*gate[:-1], str(not_a_checkout / "backend" / CONFLICT_TEST)],
+        [*gate, str(not_a_checkout / "backend" / CONFLICT_TEST)],
         cwd=not_a_checkout / "backend",
         env=project.environment(),
         capture_output=True,

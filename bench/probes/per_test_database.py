@@ -30,8 +30,9 @@ sys.path.append(str(Path(__file__).resolve().parents[2]))  # bench.timing, after
 
 from alembic import command
 from alembic.config import Config
-from tests.migration_gate.fixtures import engine_for, migrate_to_head
-from tests.migration_gate.postgres import (
+from migration_gate.project import engine_for
+from migration_gate.pytest_plugin import migrate_to_head
+from migration_gate.servers import (
     PostgresServer,
     server_from_url,
     template_database,

@@ -3,4 +3,4 @@
 Put your own fixtures in tests/conftest.py; the template never writes that file.
 """
 
-pytest_plugins = ["tests.migration_gate.postgres", "tests.migration_gate.fixtures"]
+pytest_plugins = ["migration_gate.pytest_plugin"]

@@ -34,9 +34,7 @@ def lint_migrations(session: nox.Session) -> None:
     The base is MIGRATION_LINT_BASE, the pull request's base branch in CI, or
     origin/main. `uvx nox -s lint-migrations -- --all` lints every revision.
     """
-    session.run(
-        "uv", "run", "python", "-m", "tests.migration_gate.cli", "lint-migrations", *session.posargs
-    )
+    session.run("uv", "run", "python", "-m", "migration_gate", "lint-migrations", *session.posargs)
 
 
 @nox.session(name="schema-docs", venv_backend="none")
@@ -45,7 +43,7 @@ def schema_docs(session: nox.Session) -> None:
 
     The gate's tests fail while the page is out of date; commit what this writes.
     """
-    session.run("uv", "run", "python", "-m", "tests.migration_gate.cli", "schema-docs")
+    session.run("uv", "run", "python", "-m", "migration_gate", "schema-docs")
 
 
 @nox.session(venv_backend="none")
@@ -55,7 +53,7 @@ def review(session: nox.Session) -> None:
     The same revisions as lint-migrations; `-- --all` reviews every revision. In
     CI this is the pull request's job summary.
     """
-    session.run("uv", "run", "python", "-m", "tests.migration_gate.cli", "review", *session.posargs)
+    session.run("uv", "run", "python", "-m", "migration_gate", "review", *session.posargs)
 
 
 @nox.session(venv_backend="none")
@@ -65,4 +63,4 @@ def squash(session: nox.Session) -> None:
     Databases at REV or later need nothing; check every environment first
     (`uv run alembic current`): one below REV cannot follow the new history.
     """
-    session.run("uv", "run", "python", "-m", "tests.migration_gate.cli", "squash", *session.posargs)
+    session.run("uv", "run", "python", "-m", "migration_gate", "squash", *session.posargs)

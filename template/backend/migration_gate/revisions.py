@@ -22,8 +22,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import RevisionStep
 from alembic.script import Script, ScriptDirectory
 
-BACKEND = Path(__file__).resolve().parents[2]
-VERSIONS = "migrations/versions"
+from .project import BACKEND, VERSIONS
 
 
 class RenderError(Exception):
@@ -38,10 +37,6 @@ class Selection:
     reason: str
     start: str | None  # the commit the change started from: the base's merge base
     base: str  # the base ref as the user named it, or why there is none
-
-
-def project_config() -> Config:
-    return Config(str(BACKEND / "alembic.ini"))
 
 
 def oldest_first(script: ScriptDirectory) -> list[Script]:

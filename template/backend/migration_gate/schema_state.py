@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 # User objects have OIDs from FirstNormalObjectId (16384) up, so the catalogs'
-# own rows are skipped without a scan.
+# own rows are skipped without a scan. An extension's own functions and tables
+# come and go with its "extension" line, so they are not listed one by one.
 SCHEMA_LINES = """
-WITH relation AS (
+WITH member AS (
+    SELECT classid, objid FROM pg_depend WHERE deptype = 'e' AND objid >= 16384
+), relation AS (
     SELECT c.oid, c.relkind, n.nspname || '.' || c.relname AS name
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid >= 16384 AND n.nspname <> 'pg_toast'
       AND c.relname NOT IN ('alembic_version', 'alembic_version_pkc')
+      AND (c.oid NOT IN (SELECT objid FROM member WHERE classid = 'pg_class'::regclass))
 )
 SELECT CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
     WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
@@ -56,12 +60,14 @@ SELECT 'type ' || n.nspname || '.' || t.typname || CASE t.typtype WHEN 'e' THEN 
     WHEN 'd' THEN ' (domain)' WHEN 'r' THEN ' (range)' ELSE '' END
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE t.oid >= 16384 AND t.typtype IN ('e', 'd', 'r')
+  AND t.oid NOT IN (SELECT objid FROM member WHERE classid = 'pg_type'::regclass)
 UNION ALL
 SELECT 'schema ' || nspname FROM pg_namespace WHERE oid >= 16384 AND nspname !~ '^pg_'
 UNION ALL
 SELECT 'extension ' || extname FROM pg_extension WHERE oid >= 16384
 UNION ALL
 SELECT 'function ' || p.oid::regprocedure::text FROM pg_proc p WHERE p.oid >= 16384
+  AND p.oid NOT IN (SELECT objid FROM member WHERE classid = 'pg_proc'::regclass)
 """
 # What a reader looks for first; a table's own columns, indexes, constraints and
 # triggers are not listed beside it.

@@ -1,21 +1,23 @@
-"""The gate's command line (template-owned), run by the noxfile.
+"""The gate's command line (template-owned), run by the noxfile from backend/.
 
-``python -m tests.migration_gate.cli lint-migrations [--all]``: squawk on the
-SQL of the revisions added or changed since the base ref (``--all``: every
-revision), and applied revisions unchanged. See ``lint.py`` and ``history.py``.
+``python -m migration_gate lint-migrations [--all]``: squawk on the SQL of the
+revisions added or changed since the base ref (``--all``: every revision), and
+applied revisions unchanged. See ``lint.py`` and ``applied_revisions.py``.
 
-``python -m tests.migration_gate.cli schema-docs``: rewrite docs/schema.md
-(see ``schema_docs.py``). ``python -m tests.migration_gate.cli review [--all]``:
-the reviewer's summary of the new revisions (see ``review.py``).
+``python -m migration_gate schema-docs``: rewrite docs/schema.md (see
+``schema_docs.py``); alembic.ini runs it after writing each revision.
+``python -m migration_gate review [--all]``: the reviewer's summary of the new
+revisions (see ``review.py``).
 
-``python -m tests.migration_gate.cli squash REV``: one baseline revision in
-place of the history up to REV. See ``squash.py``.
+``python -m migration_gate squash REV``: one baseline revision in place of the
+history up to REV. See ``squash.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from alembic.util import CommandError
 
@@ -27,7 +29,7 @@ def one_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def schema_docs() -> int:
+def schema_docs(written_revision: str | None) -> int:
     try:
         from .schema_docs import SCHEMA_DOC, write_schema_docs  # imports the models
 
@@ -36,7 +38,8 @@ def schema_docs() -> int:
         print(f"schema-docs: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
         return 1
     where = SCHEMA_DOC.relative_to(SCHEMA_DOC.parents[1])
-    print(f"schema-docs: {where} {'rewritten' if written else 'is already current'}")
+    after = f" with {Path(written_revision).name}" if written_revision else ""
+    print(f"schema-docs: {where} {'rewritten' if written else 'is already current'}{after}")
     return 0
 
 
@@ -51,7 +54,7 @@ def review(everything: bool) -> int:
 
 
 def squash(revision: str) -> int:
-    from .postgres import NoServerError  # the squash's server and fixtures, not the lint's
+    from .servers import NoServerError  # the squash's server and fixtures, not the lint's
     from .squash import squash
 
     try:
@@ -62,18 +65,21 @@ def squash(revision: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.migration_gate.cli")
+    parser = argparse.ArgumentParser(prog="python -m migration_gate")
     commands = parser.add_subparsers(dest="command", required=True)
     lint = commands.add_parser("lint-migrations", help="squawk on new revisions' SQL")
     lint.add_argument("--all", action="store_true", help="lint every revision, not only new ones")
-    commands.add_parser("schema-docs", help="rewrite docs/schema.md from the models and revisions")
+    docs = commands.add_parser("schema-docs", help="rewrite docs/schema.md from models, revisions")
+    docs.add_argument(
+        "--written", metavar="FILE", help="the revision Alembic just wrote (its post-write hook)"
+    )
     summary = commands.add_parser("review", help="the reviewer's summary of new revisions")
     summary.add_argument("--all", action="store_true", help="every revision, not only new ones")
     squash_command = commands.add_parser("squash", help="one baseline revision up to REV")
     squash_command.add_argument("revision", metavar="REV")
     arguments = parser.parse_args()
     if arguments.command == "schema-docs":
-        return schema_docs()
+        return schema_docs(arguments.written)
     if arguments.command == "review":
         return review(everything=arguments.all)
     if arguments.command == "squash":

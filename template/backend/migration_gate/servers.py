@@ -1,4 +1,4 @@
-"""PostgreSQL for tests: one server per session, a fresh database per test.
+"""PostgreSQL for the gate: one server per run, a fresh database per use.
 
 Template-owned. ``TEST_DATABASE_URL`` points the tests at an existing server
 (they create and drop only their own ``test_*`` databases there). Without it,
@@ -23,7 +23,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
-import pytest
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy.engine import make_url
@@ -135,9 +134,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def throwaway_server(port: int | None = None) -> Iterator[PostgresServer]:
-    """Start a PostgreSQL server in a temporary directory; remove it afterwards."""
-    pg_ctl = find_pg_ctl()
+def throwaway_server(
+    port: int | None = None, pg_ctl: Path | None = None
+) -> Iterator[PostgresServer]:
+    """Start a PostgreSQL server in a temporary directory; remove it afterwards.
+
+    ``pg_ctl`` picks the binaries (default: ``find_pg_ctl()``).
+    """
+    pg_ctl = pg_ctl or find_pg_ctl()
     if pg_ctl is None:
         raise NoServerError(NO_SERVER_HELP)
     workdir = Path(tempfile.mkdtemp(prefix="pytest-postgres-"))
@@ -197,16 +201,6 @@ def session_server() -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """The one server of this test session."""
-    try:
-        with session_server() as server:
-            yield server
-    except NoServerError as error:
-        pytest.exit(str(error), returncode=4)
-
-
 def new_database_name(prefix: str = "test") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
@@ -217,13 +211,6 @@ def temporary_database(server: PostgresServer, **options: object) -> Iterator[st
     dbname = new_database_name()
     with server.janitor(dbname, **options):
         yield server.url(dbname)
-
-
-@pytest.fixture
-def empty_database(postgres_server: PostgresServer) -> Iterator[str]:
-    """URL of a new, empty database, dropped after the test."""
-    with temporary_database(postgres_server) as url:
-        yield url
 
 
 def template_database(server: PostgresServer, load: Callable[[str], None]) -> Iterator[str]:

@@ -20,7 +20,8 @@ from sqlalchemy import Table
 from sqlmodel import SQLModel
 
 from .lint import Linted, lint_revisions
-from .revisions import project_config, relative_path, select_revisions
+from .project import project_config
+from .revisions import relative_path, select_revisions
 from .schema_docs import er_diagrams
 
 IDENTIFIER = r'(?:"(?:[^"]|"")+"|[\w$]+)'

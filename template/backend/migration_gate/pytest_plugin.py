@@ -1,38 +1,45 @@
-"""Fixtures of the migration gate (template-owned).
+"""The gate's fixtures for pytest (template-owned); ``conftest.py`` registers this plugin.
 
-``alembic_config`` and ``alembic_engine`` feed pytest-alembic's ``alembic_runner``
-for your own migration tests; ``database_at_head`` gives a test its own database
-at head, cloned from one migrated once per session.
+``postgres_server`` is the run's one server, ``empty_database`` a new database
+per test. ``alembic_config`` and ``alembic_engine`` feed pytest-alembic's
+``alembic_runner`` for your own migration tests; ``database_at_head`` gives a
+test its own database at head, cloned from one migrated once per run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
-from {{ package_name }}.db.settings import parse_database_url
-
-from .postgres import PostgresServer, template_database, temporary_database
-
-ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
-
-
-def engine_for(url: str) -> Engine:
-    """An engine on a test database; dispose of it so that the database can be dropped."""
-    return create_engine(parse_database_url(url, "test database URL"))
+from .project import engine_for, project_config
+from .servers import (
+    NoServerError,
+    PostgresServer,
+    session_server,
+    template_database,
+    temporary_database,
+)
 
 
-def project_config(engine: Engine | None = None) -> Config:
-    """The project's Alembic config; with ``engine``, env.py migrates that database."""
-    config = Config(str(ALEMBIC_INI))
-    if engine is not None:
-        config.attributes["connection"] = engine
-    return config
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The one server of this test session."""
+    try:
+        with session_server() as server:
+            yield server
+    except NoServerError as error:
+        pytest.exit(str(error), returncode=4)
+
+
+@pytest.fixture
+def empty_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """URL of a new, empty database, dropped after the test."""
+    with temporary_database(postgres_server) as url:
+        yield url
 
 
 def migrate_to_head(url: str) -> None:

@@ -19,7 +19,8 @@ from types import ModuleType
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-from .revisions import VERSIONS, RenderError, describe, git, offline_sql
+from .project import VERSIONS
+from .revisions import RenderError, describe, git, offline_sql
 
 NEW_REVISION = 'uv run alembic revision -m "..."'
 

@@ -24,9 +24,10 @@ from alembic.util import CommandError, to_tuple
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from .fixtures import engine_for, project_config
-from .postgres import find_pg_ctl, session_server, temporary_database
-from .revisions import BACKEND, git
+from .project import BACKEND, engine_for, project_config
+from .revisions import git
+from .schema_docs import write_schema_docs
+from .servers import find_pg_ctl, session_server, temporary_database
 
 # What the baseline's downgrade drops, found in the scratch database at REV:
 # everything but extension members, the version table and system schemas.
@@ -226,10 +227,11 @@ def squash(wanted: str) -> int:
             drops=python_text(drops),
         )
     )
+    write_schema_docs()
     print(
         f"squash: {len(replaced)} revision(s) up to {target.revision} replaced by "
         f"{os.path.relpath(baseline, BACKEND)}; databases at {target.revision} or later need "
         "nothing; a database below it cannot follow the new history (check each with "
-        "`uv run alembic current` before you merge)"
+        "`uv run alembic current` before you merge); docs/schema.md rewritten"
     )
     return 0

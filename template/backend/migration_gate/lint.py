@@ -21,14 +21,13 @@ from pathlib import Path
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
-from .history import applied_revision_problems, squashes
+from .applied_revisions import applied_revision_problems, squashes
+from .project import BACKEND, project_config
 from .revisions import (
-    BACKEND,
     RenderError,
     Selection,
     describe,
     offline_sql_each,
-    project_config,
     select_revisions,
 )
 

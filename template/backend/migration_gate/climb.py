@@ -1,0 +1,122 @@
+"""The climb through the history, and the way back down (template-owned).
+
+One database climbs the whole history in a single Alembic run, and its schema
+is read after each upgrade. Then it goes back down in one run, and after each
+downgrade the schema must be exactly what it was before that revision's
+upgrade; at base, that is empty. So each revision runs twice, as the bare work
+does. ``checks.py`` runs these as the gate's tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import RevisionStep
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Engine
+
+from .project import engine_for, project_config
+from .schema_state import Change, SchemaReader, not_undone
+
+# Yields (revision, is_upgrade) steps; reads the schema after each with the reader.
+Steps = Callable[[SchemaReader], Iterator[tuple[Script, bool]]]
+
+
+class StepFailed(Exception):
+    """A revision failed or did not undo itself; the message is one line that names it."""
+
+
+@dataclass
+class HistoryDatabase:
+    """A database the gate climbs: what each upgrade changed, and the schema at head."""
+
+    engine: Engine
+    script: ScriptDirectory
+    changes: list[tuple[Script, Change]] = field(default_factory=list)
+    schema_at_head: frozenset[str] | None = None  # None until the climb gets to head
+
+    @classmethod
+    def on(cls, url: str) -> HistoryDatabase:
+        return cls(engine_for(url), ScriptDirectory.from_config(project_config()))
+
+
+def oldest_first(script: ScriptDirectory) -> list[Script]:
+    """Every revision, each after the ones it depends on."""
+    return list(reversed(list(script.walk_revisions())))
+
+
+def where(revision: Script | None) -> str:
+    if revision is None:
+        return "before the first revision"
+    return f"revision {revision.revision} ({os.path.relpath(revision.path)})"
+
+
+def run_steps(history: HistoryDatabase, steps: Steps) -> None:
+    """Take the steps in one Alembic run through env.py.
+
+    A failure raises ``StepFailed`` with one line that names the revision, its
+    file and the step.
+    """
+    config = project_config(history.engine)
+    script = history.script
+    reader = SchemaReader(history.engine)
+    at: list[Any] = [None, "env.py"]
+
+    def migrations(heads: Any, context: Any) -> Iterator[RevisionStep]:
+        for revision, is_upgrade in steps(reader):
+            at[:] = [revision, "upgrade" if is_upgrade else "downgrade"]
+            yield RevisionStep(script.revision_map, revision, is_upgrade)
+
+    try:
+        with EnvironmentContext(config, script, fn=migrations):
+            script.run_env()
+    except StepFailed:
+        raise
+    except Exception as error:
+        revision, step = at
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        raise StepFailed(
+            f"{where(revision)}: {step} failed: {reason[0] if reason else error!r}"
+        ) from None
+    finally:
+        reader.close()
+
+
+def climb(history: HistoryDatabase) -> None:
+    """Upgrade from empty to head, one revision at a time, noting what each one changed."""
+
+    def upgrades(reader: SchemaReader) -> Iterator[tuple[Script, bool]]:
+        before = reader.lines()
+        for revision in oldest_first(history.script):
+            yield revision, True
+            after = reader.lines()
+            history.changes.append((revision, Change.between(before, after)))
+            before = after
+        history.schema_at_head = before
+
+    run_steps(history, upgrades)
+
+
+def descend(history: HistoryDatabase) -> None:
+    """Downgrade from head to base; each downgrade must bring back the schema before its upgrade."""
+    at_head = history.schema_at_head
+    assert at_head is not None, "climb the history first"
+    history.schema_at_head = None  # whatever happens next, it is not at head any more
+
+    def downgrades(reader: SchemaReader) -> Iterator[tuple[Script, bool]]:
+        schema = at_head
+        for revision, change in reversed(history.changes):
+            yield revision, False
+            found, expected = reader.lines(), change.undone(schema)
+            if found != expected:
+                raise StepFailed(
+                    f"{where(revision)}: its downgrade did not undo its upgrade: "
+                    f"{not_undone(expected, found)}"
+                )
+            schema = found
+
+    run_steps(history, downgrades)

@@ -1,43 +1,35 @@
-"""What autogenerate and ``alembic check`` see, and how revisions are written.
+"""What autogenerate and ``alembic check`` compare, and what a new revision must be.
 
 Template-owned: `copier update` keeps this file current. ``migrations/env.py``
-passes these hooks to ``context.configure()``.
+passes these hooks to ``context.configure()``; column types are written by
+``db/column_types.py``, and the extensions the models need are created by
+``db/extensions.py`` (imported here, so that autogenerate compares them).
+
+The comparison knows what Postgres does with what the models declare, so
+nothing drifts forever: a primary key is NOT NULL whatever the model says, a
+unique constraint on exactly the primary key's columns is not created
+(Postgres drops it from ``CREATE TABLE``), and a default that calls a volatile
+function (``gen_random_bytes(16)``) is compared as text, casts aside.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 from alembic import context
+from alembic.autogenerate import comparators, render
 from alembic.autogenerate.api import AutogenContext
-
-# Alembic's renderer for every column type: it also adds the import
-# (``from sqlalchemy.dialects import postgresql``) that a dialect type needs.
-from alembic.autogenerate.render import _repr_type
 from alembic.operations import ops
-from alembic.util import CommandError
-from alembic_postgresql_enum.add_create_type_false import get_replacement_type
-from sqlalchemy import Dialect, text
-from sqlalchemy import types as sqltypes
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from alembic.util import CommandError, DispatchPriority, PriorityDispatchResult
+from sqlalchemy import CheckConstraint, Column, DefaultClause, UniqueConstraint, text
+
+from . import extensions  # noqa: F401  (registers the extensions' comparison)
 
 log = logging.getLogger("alembic.env")
-
-# What a revision can name: ``sa.X`` (sqlalchemy.types) and ``postgresql.X``.
-PUBLIC_TYPE_NAMESPACES = (sqltypes, postgresql)
-NOT_DATABASE_TYPES = frozenset(
-    {
-        sqltypes.TypeEngine,
-        sqltypes.TypeDecorator,
-        sqltypes.UserDefinedType,
-        sqltypes.NullType,
-        sqltypes.Variant,
-    }
-)
 
 IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 # Tables that belong to an extension (PostGIS's spatial_ref_sys, ...); the
@@ -53,92 +45,11 @@ EXTENSION_TABLES = text(
 )
 
 
-def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
-    """Write each column type as the SQLAlchemy type of the database column it makes.
-
-    A type wrapper (a ``TypeDecorator`` from SQLModel, another library or your
-    own code) is written as the type it stores its values in, with the arguments
-    that reach the DDL; a subclass of a SQLAlchemy type, as that type. Alembic's
-    own renderer writes the result and adds the import a dialect type needs, so
-    a revision imports only SQLAlchemy and still runs after the library is gone
-    or your type is renamed. A type that is no database type SQLAlchemy knows
-    stops ``revision --autogenerate`` with one line naming its column.
-    """
-    if type_ != "type" or is_from_sqlalchemy(type(obj)):
-        return False
-    try:
-        stored = database_type(obj, autogen_context.dialect)
-    except UnrenderableTypeError as error:
-        columns = ", ".join(columns_using(obj, autogen_context.metadata)) or "a column"
-        raise CommandError(f"{columns}: {error}") from None
-    return _repr_type(stored, autogen_context)
-
-
-class UnrenderableTypeError(Exception):
-    """A model's column type that a revision could write only by importing its library."""
-
-
-def database_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
-    """The SQLAlchemy type that ``type_`` stores its values in on ``dialect``."""
-    while isinstance(type_, TypeDecorator) and not is_from_sqlalchemy(type(type_)):
-        try:
-            stored = type_.load_dialect_impl(dialect)
-        except Exception as error:
-            raise UnrenderableTypeError(
-                f"{type_!r} cannot say which database type it stores: {error}"
-            ) from error
-        if stored is type_:
-            break
-        type_ = stored
-    public = next((cls for cls in type(type_).__mro__ if is_public_database_type(cls)), None)
-    if public is None:
-        raise UnrenderableTypeError(
-            f"{type_!r} from {type(type_).__module__} is not a database type SQLAlchemy "
-            "knows, and a revision could write it only by importing that module; use a "
-            "SQLAlchemy type or a TypeDecorator over one, or write this column by hand "
-            "(see docs/models.md)"
-        )
-    if public is not type(type_):
-        type_ = type_.adapt(public)
-    if isinstance(type_, sqltypes.Enum) and type_.native_enum:
-        # alembic-postgresql-enum creates the type before the table, as it does
-        # for a plain Enum column; the column must not create it a second time.
-        type_ = get_replacement_type(type_.copy())
-    return type_
-
-
-def is_from_sqlalchemy(cls: type) -> bool:
-    return cls.__module__.split(".")[0] == "sqlalchemy"
-
-
-def is_public_database_type(cls: type) -> bool:
-    """``cls`` is a database type a revision can write as ``sa.X`` or ``postgresql.X``."""
-    return (
-        issubclass(cls, TypeEngine)
-        and cls not in NOT_DATABASE_TYPES
-        and any(getattr(ns, cls.__name__, None) is cls for ns in PUBLIC_TYPE_NAMESPACES)
-    )
-
-
-def columns_using(type_: TypeEngine[Any], metadata: Any) -> list[str]:
-    """``table.column`` of each model column of ``type_``'s class (or an array of it).
-
-    By class: Alembic renders a new table from copies of its columns and types.
-    """
-    found = []
-    for each in metadata if isinstance(metadata, list | tuple) else [metadata]:
-        for table in each.tables.values():
-            for column in table.columns:
-                column_types = (column.type, getattr(column.type, "item_type", None))
-                if any(type(candidate) is type(type_) for candidate in column_types):
-                    found.append(f"{table.fullname}.{column.name}")
-    return found
-
-
-def skip_empty_autogenerate(
+def revision_directives(
     migration_context: Any, revision: Any, directives: list[ops.MigrationScript]
 ) -> None:
-    """``revision --autogenerate`` with no schema change writes no file.
+    """What ``revision --autogenerate`` writes: no file when nothing changed, none that
+    does not compile.
 
     Only that command is affected: ``alembic check`` runs through the same hook
     and needs the (empty) script to report "No new upgrade operations detected".
@@ -149,10 +60,160 @@ def skip_empty_autogenerate(
     if all(upgrade_ops.is_empty() for upgrade_ops in script.upgrade_ops_list):
         directives[:] = []
         log.info("No changes in schema detected; no revision file written")
+        return
+    for upgrade_ops in script.upgrade_ops_list:
+        add_column_checks(upgrade_ops)
+    refuse_what_does_not_compile(script, migration_context)
 
 
-def skip_extension_objects(include_object: IncludeObject) -> IncludeObject:
-    """Wrap ``include_object`` so that tables an extension owns are never compared."""
+def add_column_checks(upgrade_ops: ops.UpgradeOps) -> None:
+    """Write the CHECK constraints declared on a column, which Alembic leaves out.
+
+    ``Column("threshold", Integer, CheckConstraint("threshold > 0"))`` keeps its
+    constraint on the column, and Alembic renders only a table's own
+    constraints: such a CHECK would silently never reach the database. A new
+    table gets it among its constraints; a new column, right after it is added.
+    """
+    for op in upgrade_ops.ops:
+        if isinstance(op, ops.CreateTableOp):
+            op.columns += [
+                CheckConstraint(check.sqltext, name=check.name)
+                for column in op.columns
+                if isinstance(column, Column)
+                for check in column_checks(column)
+            ]
+        elif isinstance(op, ops.ModifyTableOps):
+            added = []
+            for each in op.ops:
+                added.append(each)
+                if isinstance(each, ops.AddColumnOp):
+                    added += [
+                        ops.CreateCheckConstraintOp(
+                            check.name, op.table_name, check.sqltext, schema=op.schema
+                        )
+                        for check in column_checks(each.column)
+                    ]
+            op.ops = added
+
+
+def column_checks(column: Column[Any]) -> list[CheckConstraint]:
+    return sorted(
+        (c for c in column.constraints if isinstance(c, CheckConstraint)),
+        key=lambda check: str(check.name),
+    )
+
+
+def refuse_what_does_not_compile(script: ops.MigrationScript, migration_context: Any) -> None:
+    """Compile the upgrade and downgrade the revision would hold; refuse it in one line if
+    either does not compile, before any file is written.
+
+    ``render_python_code``, Alembic's public form of this, builds a context
+    without the models and refuses to run during autogenerate.
+    """
+    autogen_context = AutogenContext(migration_context, autogenerate=False)
+    for step, ops_lists in (
+        ("upgrade", script.upgrade_ops_list),
+        ("downgrade", script.downgrade_ops_list),
+    ):
+        for each in ops_lists:
+            body = render._indent(render._render_cmd_body(each, autogen_context))
+            try:
+                compile(f"def {step}():\n{body}\n", f"<{step}()>", "exec")
+            except SyntaxError as error:
+                line = (error.text or "").strip()
+                raise CommandError(
+                    f"autogenerate would write a {step}() that does not compile "
+                    f"({error.msg}: {line}); no revision was written"
+                ) from None
+
+
+@comparators.dispatch_for("column", subgroup="nullable", priority=DispatchPriority.FIRST)
+def primary_keys_are_not_null(
+    autogen_context: AutogenContext,
+    alter_column_op: ops.AlterColumnOp,
+    schema: str | None,
+    table_name: str,
+    column_name: str,
+    conn_col: Column[Any],
+    metadata_col: Column[Any],
+) -> PriorityDispatchResult:
+    """Postgres makes every primary key column NOT NULL, whatever the model declares."""
+    if metadata_col.primary_key and not conn_col.nullable:
+        alter_column_op.existing_nullable = False
+        return PriorityDispatchResult.STOP
+    return PriorityDispatchResult.CONTINUE
+
+
+# The casts Postgres writes into a stored default ('hex' becomes 'hex'::text).
+ADDED_CAST = re.compile(
+    r"::(?:text|character varying|integer|bigint|smallint|numeric|boolean|bytea|uuid|jsonb?"
+    r"|date|interval|regclass|timestamp(?: with(?:out)? time zone)?)\b(?:\[\])?"
+)
+FUNCTION_CALL = re.compile(r"\b([a-z_][a-z0-9_]*)\s*\(", re.IGNORECASE)
+VOLATILE = text(
+    "SELECT coalesce(bool_or(provolatile = 'v'), false) FROM pg_proc WHERE proname = ANY(:names)"
+)
+
+
+@comparators.dispatch_for("column", subgroup="server_default", priority=DispatchPriority.FIRST)
+def volatile_defaults_as_text(
+    autogen_context: AutogenContext,
+    alter_column_op: ops.AlterColumnOp,
+    schema: str | None,
+    table_name: str,
+    column_name: str,
+    conn_col: Column[Any],
+    metadata_col: Column[Any],
+) -> PriorityDispatchResult:
+    """A default that calls a volatile function is the same as the database's when only
+    the casts Postgres adds tell them apart.
+
+    Alembic compares two defaults that read differently by evaluating both on the
+    server, and ``gen_random_bytes(16)`` never equals itself: the check would ask
+    for the same revision forever. Every other default is left to Alembic.
+    """
+    found, wanted = conn_col.server_default, metadata_col.server_default
+    if not (isinstance(found, DefaultClause) and isinstance(wanted, DefaultClause)):
+        return PriorityDispatchResult.CONTINUE
+    wanted_sql = default_sql(wanted, autogen_context)
+    names = sorted({name.lower() for name in FUNCTION_CALL.findall(wanted_sql)})
+    connection = autogen_context.connection
+    if (
+        not names
+        or connection is None
+        or not connection.execute(VOLATILE, {"names": names}).scalar()
+    ):
+        return PriorityDispatchResult.CONTINUE
+    if without_added_casts(default_sql(found, autogen_context)) != without_added_casts(wanted_sql):
+        return PriorityDispatchResult.CONTINUE
+    alter_column_op.existing_server_default = found
+    return PriorityDispatchResult.STOP
+
+
+def default_sql(default: DefaultClause, autogen_context: AutogenContext) -> str:
+    arg = default.arg
+    if isinstance(arg, str):
+        return arg
+    return str(arg.compile(dialect=autogen_context.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def without_added_casts(expression: str) -> str:
+    return " ".join(ADDED_CAST.sub("", expression).strip().strip("'").split())
+
+
+def repeats_primary_key(constraint: Any) -> bool:
+    """A unique constraint on exactly the primary key's columns, which Postgres never creates
+    in ``CREATE TABLE``: the primary key already is unique."""
+    table = getattr(constraint, "table", None)
+    if not isinstance(constraint, UniqueConstraint) or table is None:
+        return False
+    key = {column.name for column in table.primary_key.columns}
+    return bool(key) and {column.name for column in constraint.columns} == key
+
+
+def compared_objects(include_object: IncludeObject) -> IncludeObject:
+    """Wrap ``include_object`` so that what Postgres owns or drops is never compared:
+    tables an extension owns, and unique constraints that repeat the primary key."""
     owned: set[tuple[str | None, str]] | None = None
 
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
@@ -163,6 +224,8 @@ def skip_extension_objects(include_object: IncludeObject) -> IncludeObject:
                 owned = {(row.schema, row.name) for row in rows}
             if (obj.schema, name) in owned:
                 return False
+        if type_ == "unique_constraint" and repeats_primary_key(obj):
+            return False
         return include_object(obj, name, type_, reflected, compare_to)
 
     return include
@@ -189,7 +252,5 @@ def hook_options(hooks: ModuleType) -> dict[str, Any]:
     return {
         "include_schemas": True,
         "include_name": getattr(hooks, "include_name", include_managed_schemas),
-        "include_object": skip_extension_objects(
-            getattr(hooks, "include_object", include_every_object)
-        ),
+        "include_object": compared_objects(getattr(hooks, "include_object", include_every_object)),
     }

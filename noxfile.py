@@ -45,9 +45,13 @@ def install_group(session: nox.Session, group: str) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Render projects with the real Copier and run their real tools against PostgreSQL."""
+    """Render projects with the real Copier and run their real tools against PostgreSQL.
+
+    One pytest worker per core, each with its own server; a module's tests stay
+    on one worker, so they share its rendered projects. `-- -n 0` runs in one.
+    """
     install_group(session, "test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "--numprocesses", "auto", "--dist", "loadscope", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -484,13 +484,14 @@ class AccessToken(SQLModel, table=True):
 
 
 def test_fastapi_users_wrappers_the_issue_was_found_with(
-    project: Project, database_url: str
+    fresh_project: Project, database_url: str
 ) -> None:
     """fastapi-users' TIMESTAMPAware once became an unimported dotted path (a NameError).
 
     fastapi-users-db-sqlalchemy requires SQLAlchemy < 2.1, so this also runs the
     rendering on SQLAlchemy 2.0.
     """
+    project = fresh_project
     pip(project, "install", "fastapi-users-db-sqlalchemy>=6.0")
     project.write_model("users", FASTAPI_USERS)
     alembic_ok(project, "revision", "--autogenerate", "-m", "access tokens")

@@ -21,12 +21,14 @@ import psycopg
 import pytest
 
 from .support import (
+    REPO,
     Project,
     alembic_ok,
     assert_gate_passes,
     one_failure_line,
     output,
     portability_problems,
+    recipe_blocks,
     render,
 )
 
@@ -376,3 +378,30 @@ def test_an_extension_type_from_an_undeclared_package_stops_autogenerate(
     finally:
         (project.backend / project.package / "models" / "vectors.py").unlink()
         project.run("uv", "pip", "uninstall", "--quiet", "--python", python, "pgvector")
+
+
+MODELS_DOC = REPO / "template" / "backend" / "docs" / "models.md"
+
+
+def test_the_docs_contrib_recipe_runs_as_written(contrib_zoo: Project, database_url: str) -> None:
+    [recipe] = recipe_blocks(MODELS_DOC)["contrib"]
+    contrib_zoo.write_model("contrib", recipe)
+    autogenerate(contrib_zoo)
+    alembic_ok(contrib_zoo, "upgrade", "head")
+    assert extensions(database_url) == {"citext", "pg_trgm", "pgcrypto"}
+    assert "No new upgrade operations detected" in alembic_ok(contrib_zoo, "check")
+    alembic_ok(contrib_zoo, "downgrade", "base")
+    assert public_relations(database_url) == [] and extensions(database_url) == set()
+
+
+def test_the_docs_pgvector_recipe_runs_as_written(
+    vector_zoo: Project, pgvector_database: str
+) -> None:
+    [recipe] = recipe_blocks(MODELS_DOC)["pgvector"]
+    vector_zoo.write_model("vectors", recipe)
+    autogenerate(vector_zoo)
+    alembic_ok(vector_zoo, "upgrade", "head")
+    assert extensions(pgvector_database) == {"vector"}
+    assert "No new upgrade operations detected" in alembic_ok(vector_zoo, "check")
+    alembic_ok(vector_zoo, "downgrade", "base")
+    assert public_relations(pgvector_database) == [] and extensions(pgvector_database) == set()

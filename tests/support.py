@@ -84,7 +84,7 @@ def render(src: Path, dst: Path, vcs_ref: str = "HEAD", **answers: object) -> Pa
 def uv_env() -> dict[str, str]:
     """The environment for a rendered project's commands: not the venv running the tests."""
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    for inherited in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH"):
+    for inherited in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_PYTHON", "PYTHONPATH"):
         env.pop(inherited, None)
     return env
 
@@ -96,6 +96,7 @@ class Project:
     root: Path
     package: str = "my_service"
     env: dict[str, str] = field(default_factory=dict)
+    python: str = PROJECT_PYTHON  # the project's python_version answer
 
     @property
     def backend(self) -> Path:
@@ -107,7 +108,7 @@ class Project:
 
     def install(self) -> None:
         subprocess.run(
-            ["uv", "sync", "--quiet", "--python", PROJECT_PYTHON],
+            ["uv", "sync", "--quiet", "--python", self.python],
             cwd=self.backend,
             env=uv_env(),
             check=True,

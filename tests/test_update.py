@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import copier
 import psycopg
@@ -26,6 +27,7 @@ import yaml
 
 from .conftest import postgres
 from .support import (
+    PROJECT_PYTHON,
     REPO,
     TEAM_MODEL,
     USER_MODEL,
@@ -107,16 +109,18 @@ def publish(template_repo: Path, tag: str) -> None:
 
 
 def update(project: Project, tag: str, **answers: object) -> None:
-    """``copier update --trust --defaults --vcs-ref TAG``, with answers changed by ``-d``."""
-    copier.run_update(
-        project.root,
-        data=answers,
-        defaults=True,
-        overwrite=True,
-        unsafe=True,
-        vcs_ref=tag,
-        quiet=True,
-    )
+    """``copier update --trust --defaults --vcs-ref TAG``, with answers changed by ``-d``;
+    its steps run uv in the project, as they would outside this test's nox session."""
+    with patch.dict(os.environ, uv_env(), clear=True):
+        copier.run_update(
+            project.root,
+            data=answers,
+            defaults=True,
+            overwrite=True,
+            unsafe=True,
+            vcs_ref=tag,
+            quiet=True,
+        )
 
 
 def project_files(root: Path) -> Iterable[Path]:
@@ -169,13 +173,15 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return snapshot_template(tmp_path_factory.mktemp("update") / "template", tag=FIRST)
 
 
-def team_project_with_two_models(src: Path, root: Path, vcs_ref: str, server: Any) -> Project:
+def team_project_with_two_models(
+    src: Path, root: Path, vcs_ref: str, server: Any, **answers: object
+) -> Project:
     """Render ``src`` at ``vcs_ref`` into a git repo, install it, and autogenerate and apply
     a revision each for two model modules, as a team's first days do."""
-    render(src, root, vcs_ref=vcs_ref, postgres_version="16")
+    render(src, root, vcs_ref=vcs_ref, postgres_version="16", **answers)
     git(root, "init", "--quiet", "--initial-branch=main")
     commit_all(root, "Start from template")
-    project = Project(root, PACKAGE)
+    project = Project(root, PACKAGE, python=str(answers.get("python_version", PROJECT_PYTHON)))
     project.install()
     with postgres.temporary_database(server) as url:
         for module, source in (("user", USER_MODEL), ("team", TEAM_MODEL)):
@@ -377,10 +383,11 @@ def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
 
 
 def test_changing_an_answer_on_update_switches_the_driver(
-    user_project: Project, database_url: str
+    user_project: Project, database_url: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     project = user_project
     mine = digests(project.root, user_owned(project))
+    capfd.readouterr()
 
     update(project, FIRST, db_driver="psycopg")
 
@@ -391,7 +398,14 @@ def test_changing_an_answer_on_update_switches_the_driver(
     assert 'DRIVERNAME = "postgresql+psycopg"' in settings
     assert answers(project)["db_driver"] == "psycopg"
     assert answers(project)["_commit"] == FIRST
-    assert changed(project.root, mine) == []
+    assert changed(project.root, mine) == ["backend/uv.lock"], "re-locked for the new driver"
+    locked = {
+        package["name"]
+        for package in tomllib.loads((project.backend / "uv.lock").read_text())["package"]
+    }
+    assert "psycopg" in locked and "psycopg2-binary" not in locked
+    report = capfd.readouterr().out
+    assert "copier update: backend/uv.lock is re-locked" in report, report
     assert half_merged(project.root) == []
 
     project.install()
@@ -445,8 +459,12 @@ def test_a_clashing_edit_is_reported_and_the_pre_commit_hook_refuses_it(
 
     problems = half_merged(project.root)
     assert f"UU {ENV_PY}" in problems and f"conflict marker: {ENV_PY}" in problems, problems
-    [report] = [line for line in capfd.readouterr().out.splitlines() if "copier update:" in line]
-    assert "1 file(s) hold conflict markers" in report and report.endswith(ENV_PY), report
+    report = [line for line in capfd.readouterr().out.splitlines() if "copier update:" in line]
+    assert report[-1].endswith(
+        f"hold conflict markers; keep the lines you want, delete the "
+        f"<<<<<<< ======= >>>>>>> lines, then git add: {ENV_PY}"
+    ), report
+    assert "1 file(s) hold conflict markers" in report[-1]
     config = yaml.safe_load((project.root / ".pre-commit-config.yaml").read_text())
     [(rev, hook)] = [
         (repo["rev"], hook)

@@ -22,10 +22,12 @@ that names it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +366,63 @@ def test_an_untouched_hooks_module_gets_the_new_starter_and_passes_ruff(
             text=True,
         )
         assert linted.returncode == 0, output(linted)
+
+
+# CHANGELOG.md: a section for each version, naming what updating to it brings.
+
+SECTIONS = ("### Your project gets", "### Do by hand", "### Your starters")
+
+
+def changelog_sections() -> dict[str, str]:
+    """Each ``## `` section of CHANGELOG.md by its heading."""
+    text = (REPO / "CHANGELOG.md").read_text()
+    parts = re.split(r"^## (.+)$", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def shipped_names(files: list[str]) -> set[str]:
+    """The workflows and docs a version renders, by the name a project sees."""
+    folders = ("workflows/", "template/backend/docs/")
+    return {
+        re.sub(r"\{%.*?%\}", "", name.rsplit("/", 1)[1]).removesuffix(".jinja")
+        for name in files
+        if name.startswith("template/") and any(folder in name for folder in folders)
+    }
+
+
+def files_at(commit: str) -> list[str]:
+    return git(REPO, "ls-tree", "-r", "--name-only", commit, "template").splitlines()
+
+
+def test_the_changelog_names_what_each_version_brings() -> None:
+    sections = changelog_sections()
+    headings = [f"{point.tag} (commit {point.commit})" for point in STARTING_POINTS]
+    unreleased = f"{TARGET} (unreleased)"
+    versions = [heading for heading in sections if heading.startswith("v")]
+    assert versions == [unreleased, *reversed(headings)], "newest first, each with its commit"
+    shipped = [shipped_names(files_at(point.commit)) for point in STARTING_POINTS]
+    shipped.append(shipped_names(working_tree_files(REPO)))
+    for heading, (before, now) in zip([*headings[1:], unreleased], pairwise(shipped), strict=True):
+        section = sections[heading]
+        for subsection in SECTIONS:
+            assert subsection in section, f"{heading} has no {subsection!r}"
+        for name in sorted(now - before):
+            assert f"`{name}`" in section, f"{heading} does not name {name}, new in it"
+    for switch in SWITCHES.values():
+        assert f"`{switch}`" in sections[unreleased], f"{unreleased}: the switch {switch}"
+
+
+def test_the_changelogs_command_finds_a_projects_version() -> None:
+    """The command of "Which sections are yours", run as written in this repository."""
+    section = changelog_sections()["Which sections are yours"]
+    [command] = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    expected = {point.commit: point.tag for point in STARTING_POINTS}
+    expected["e38544d"] = "v0.0.4"  # between two versions: the older one
+    for commit, tag in expected.items():
+        found = subprocess.run(
+            ["bash", "-c", command.replace("YOUR_COMMIT", commit)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert found.stdout.strip() == tag, f"{commit}: {output(found)}"

@@ -299,8 +299,8 @@ def check_clean_update(project: Project, gate_server_url: str) -> list[str]:
     for start, switch in steps_the_report_must_name(
         workflows_before, workflows_at(project.root)
     ).items():
-        [line] = [line for line in report if line.startswith(f"copier update: {start}")]
-        assert switch in line, f"the report names the switch {switch}: {line}"
+        lines = [line for line in report if line.startswith(f"copier update: {start}")]
+        assert len(lines) == 1 and switch in lines[0], f"one line {start!r}, {switch}: {report}"
     assert any("CHANGELOG.md" in line for line in report), report
     assert (project.backend / "docs/migrations.md").is_file(), "the template's prose arrived"
     pyproject = (project.backend / "pyproject.toml").read_text()

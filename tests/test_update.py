@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import tomllib
 from collections.abc import Iterable
@@ -522,6 +523,28 @@ def documented_update_command() -> str:
     [command] = [line for line in docs.splitlines() if line.startswith("uvx copier update")]
     assert f"\n{command}\n" in (REPO / "README.md").read_text(), "README.md prints the same"
     return command
+
+
+def copier_updates_printed(text: str) -> list[str]:
+    """Each ``uvx copier update ...`` command in a Markdown text, inline or in a block."""
+    commands = []
+    for match in re.finditer(r"uvx copier update", text):
+        ends = [text.find(stop, match.start()) for stop in ("`", "\n\n")]
+        command = text[match.start() : min([end for end in ends if end > 0] or [len(text)])]
+        commands.append(" ".join(command.split()))
+    return commands
+
+
+def test_every_copier_update_the_project_prints_works_without_a_terminal(
+    template_src: Path, tmp_path: Path
+) -> None:
+    """Without --defaults, Copier asks every question again and stops outside a terminal."""
+    root = render(template_src, tmp_path / "project")
+    docs = [root / "backend/README.md", *sorted((root / "backend/docs").glob("*.md"))]
+    printed = [command for doc in docs for command in copier_updates_printed(doc.read_text())]
+    assert len(printed) >= 3, printed  # migrations.md's, and deploy.md's two -d examples
+    for command in printed:
+        assert command.startswith("uvx copier update --trust --defaults"), command
 
 
 def test_the_documented_update_works_without_a_terminal_before_the_first_tag(

@@ -86,7 +86,7 @@ def render(src: Path, dst: Path, vcs_ref: str = "HEAD", **answers: object) -> Pa
 def uv_env() -> dict[str, str]:
     """The environment for a rendered project's commands: not the venv running the tests."""
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    for inherited in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH"):
+    for inherited in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_PYTHON", "PYTHONPATH"):
         env.pop(inherited, None)
     return env
 
@@ -98,6 +98,7 @@ class Project:
     root: Path
     package: str = "my_service"
     env: dict[str, str] = field(default_factory=dict)
+    python: str = PROJECT_PYTHON  # the project's python_version answer
 
     @property
     def backend(self) -> Path:
@@ -110,7 +111,7 @@ class Project:
     def install(self) -> None:
         """What docs/migrations.md's set-up runs: ``uv sync --compile-bytecode``."""
         subprocess.run(
-            ["uv", "sync", "--compile-bytecode", "--quiet", "--python", PROJECT_PYTHON],
+            ["uv", "sync", "--compile-bytecode", "--quiet", "--python", self.python],
             cwd=self.backend,
             env=uv_env(),
             check=True,

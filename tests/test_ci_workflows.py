@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,15 @@ ALWAYS = ["deploy-migrations.yml", "drift-watch.yml", "migration-gate.yml"]
 # the shell through env. Its v3.2.1 tag interpolates them into the script.
 DELETE_BRANCH_MAIN = "aed9ab1ec86e380312c7b0a9e29942e41349adf6"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+# What turns on each workflow that reaches production or writes to GitHub or Neon:
+# a repository variable its jobs' `if:` checks. Until it is set, they are skipped.
+SWITCHES = {
+    "deploy-migrations.yml": "DEPLOY_MIGRATIONS",
+    "drift-watch.yml": "DRIFT_WATCH",
+    "template-update.yml": "TEMPLATE_UPDATE",
+    "neon-branch.yml": "NEON_PROJECT_ID",  # the variable it needs anyway
+}
+SWITCH = re.compile(r"vars\.(\w+) (?:== 'true'|!= '')")
 
 
 def zizmor(root: Path) -> subprocess.CompletedProcess[str]:
@@ -50,6 +60,32 @@ def schema_check(*workflows: Path) -> subprocess.CompletedProcess[str]:
 
 def workflows(root: Path) -> list[Path]:
     return sorted((root / ".github/workflows").glob("*.yml"))
+
+
+def top_level_conjuncts(condition: str) -> list[str]:
+    """The operands of an `if:` expression's `&&`, outside parentheses and quotes."""
+    parts, start, depth, quoted = [], 0, 0, False
+    for index, char in enumerate(condition):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+        elif not quoted and depth == 0 and condition.startswith("&&", index) and index >= start:
+            parts.append(condition[start:index])
+            start = index + 2
+    return [part.strip() for part in [*parts, condition[start:]]]
+
+
+def job_switches(job: dict[str, Any]) -> set[str]:
+    """The repository variables without which the job is skipped: each one is a whole
+    `&&` operand of its `if:`, so the condition is false while the variable is unset."""
+    conditions = top_level_conjuncts(str(job.get("if", "")))
+    return {match[1] for part in conditions if (match := SWITCH.fullmatch(part))}
+
+
+def header(path: Path) -> str:
+    """The workflow's leading comment."""
+    return "\n".join(takewhile(lambda line: line.startswith("#"), path.read_text().splitlines()))
 
 
 @pytest.mark.parametrize("neon_branch_per_pr", [False, True])
@@ -138,6 +174,7 @@ def test_deploy_migrates_production_once_at_a_time(render_project: Callable[...,
     assert deploy["concurrency"]["cancel-in-progress"] is False
     job = deploy["jobs"]["deploy"]
     assert job["environment"] == "production"
+    assert job["if"] == "vars.DEPLOY_MIGRATIONS == 'true'", "no production run until switched on"
     migrate = steps_of(deploy, "deploy")[-1]
     assert migrate["run"] == "uv run --no-sync db-deploy"
     assert migrate["env"] == {
@@ -156,7 +193,7 @@ def test_drift_watch_runs_daily_read_only_and_reports_in_one_issue(
     assert doctor["env"] == {"DATABASE_URL": "${{ secrets.DATABASE_URL_READONLY }}"}
     assert "uv run --no-sync db-doctor" in doctor["run"]
     report = watch["jobs"]["report"]
-    assert report["needs"] == "doctor" and report["if"] == "failure()"
+    assert report["needs"] == "doctor" and report["if"] == "failure() && vars.DRIFT_WATCH == 'true'"
     issue = report["steps"][0]
     assert "secrets." not in yaml.safe_dump(report), "the job that writes issues sees no database"
     assert issue["env"]["REPORT"] == "${{ needs.doctor.outputs.report }}"
@@ -238,3 +275,46 @@ def test_template_update_workflow_opens_its_pull_request_only_with_an_update(
     assert "uvx copier update --trust --defaults" in update["run"]
     setup_uv = next(s for s in steps if s.get("uses", "").startswith("astral-sh/setup-uv"))
     assert setup_uv["with"]["python-version"] == "3.13"
+
+
+def test_workflows_that_reach_production_or_write_do_nothing_until_switched_on(
+    render_project: Callable[..., Project],
+) -> None:
+    """Every job of these workflows is skipped (grey, not red) until its repository variable
+    is set: a new project, or one that gets them through an update, arms none of them.
+    Each workflow's header and the project's docs name the switch."""
+    project = render_project(neon_branch_per_pr=True)
+    docs = {
+        "deploy-migrations.yml": project.backend / "docs/deploy.md",
+        "drift-watch.yml": project.backend / "docs/deploy.md",
+        "neon-branch.yml": project.backend / "docs/deploy.md",
+        "template-update.yml": project.backend / "docs/migrations.md",
+    }
+    for path in workflows(project.root):
+        jobs = yaml.safe_load(path.read_text())["jobs"]
+        if path.name not in SWITCHES:
+            assert path.name == "migration-gate.yml", "read-only, on every pull request"
+            assert all(not job_switches(job) for job in jobs.values())
+            continue
+        switch = SWITCHES[path.name]
+        for name, job in jobs.items():
+            assert job_switches(job) == {switch}, f"{path.name}, job {name}: {job.get('if')}"
+        assert switch in header(path), f"{path.name}: its header says how to turn it on"
+        assert f"`{switch}`" in docs[path.name].read_text(), f"{docs[path.name].name}: {switch}"
+    deploy_doc = (project.backend / "docs/deploy.md").read_text()
+    turning_on = deploy_doc[deploy_doc.index("### Turning the deploy on") :]
+    turning_on = turning_on[: turning_on.index("\n### ")]
+    for rule in ("Required reviewers", "Deployment branches", "Environment secrets"):
+        assert rule in turning_on, f"the protection rule {rule!r} comes before the switch"
+    assert turning_on.index("Required reviewers") < turning_on.index("`DEPLOY_MIGRATIONS`")
+
+
+def test_a_switch_that_is_not_a_whole_operand_does_not_count() -> None:
+    """job_switches is what the test above relies on: it must not see a switch that can
+    be bypassed, or one that is missing."""
+    assert job_switches({"if": "vars.DEPLOY_MIGRATIONS == 'true'"}) == {"DEPLOY_MIGRATIONS"}
+    assert job_switches({"if": "failure() && vars.DRIFT_WATCH == 'true'"}) == {"DRIFT_WATCH"}
+    assert job_switches({}) == set()
+    assert job_switches({"if": "vars.DEPLOY_MIGRATIONS == 'true' || github.ref == 'x'"}) == set()
+    assert job_switches({"if": "!(vars.DEPLOY_MIGRATIONS == 'true')"}) == set()
+    assert job_switches({"if": "vars.DEPLOY_MIGRATIONS == 'false'"}) == set()

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import copier
 import psycopg
@@ -26,6 +28,7 @@ import yaml
 
 from .conftest import servers
 from .support import (
+    PROJECT_PYTHON,
     REPO,
     TEAM_MODEL,
     USER_MODEL,
@@ -107,16 +110,18 @@ def publish(template_repo: Path, tag: str) -> None:
 
 
 def update(project: Project, tag: str, **answers: object) -> None:
-    """``copier update --trust --defaults --vcs-ref TAG``, with answers changed by ``-d``."""
-    copier.run_update(
-        project.root,
-        data=answers,
-        defaults=True,
-        overwrite=True,
-        unsafe=True,
-        vcs_ref=tag,
-        quiet=True,
-    )
+    """``copier update --trust --defaults --vcs-ref TAG``, with answers changed by ``-d``;
+    its steps run uv in the project, as they would outside this test's nox session."""
+    with patch.dict(os.environ, uv_env(), clear=True):
+        copier.run_update(
+            project.root,
+            data=answers,
+            defaults=True,
+            overwrite=True,
+            unsafe=True,
+            vcs_ref=tag,
+            quiet=True,
+        )
 
 
 def project_files(root: Path) -> Iterable[Path]:
@@ -169,13 +174,15 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return snapshot_template(tmp_path_factory.mktemp("update") / "template", tag=FIRST)
 
 
-def team_project_with_two_models(src: Path, root: Path, vcs_ref: str, server: Any) -> Project:
+def team_project_with_two_models(
+    src: Path, root: Path, vcs_ref: str, server: Any, **answers: object
+) -> Project:
     """Render ``src`` at ``vcs_ref`` into a git repo, install it, and autogenerate and apply
     a revision each for two model modules, as a team's first days do."""
-    render(src, root, vcs_ref=vcs_ref, postgres_version="16")
+    render(src, root, vcs_ref=vcs_ref, postgres_version="16", **answers)
     git(root, "init", "--quiet", "--initial-branch=main")
     commit_all(root, "Start from template")
-    project = Project(root, PACKAGE)
+    project = Project(root, PACKAGE, python=str(answers.get("python_version", PROJECT_PYTHON)))
     project.install()
     with servers.temporary_database(server) as url:
         for module, source in (("user", USER_MODEL), ("team", TEAM_MODEL)):
@@ -371,10 +378,11 @@ def test_a_release_that_moves_files_and_renames_a_question_keeps_user_edits(
 
 
 def test_changing_an_answer_on_update_switches_the_driver(
-    user_project: Project, database_url: str
+    user_project: Project, database_url: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     project = user_project
     mine = digests(project.root, user_owned(project))
+    capfd.readouterr()
 
     update(project, FIRST, db_driver="psycopg")
 
@@ -385,7 +393,14 @@ def test_changing_an_answer_on_update_switches_the_driver(
     assert 'DRIVERNAME = "postgresql+psycopg"' in settings
     assert answers(project)["db_driver"] == "psycopg"
     assert answers(project)["_commit"] == FIRST
-    assert changed(project.root, mine) == []
+    assert changed(project.root, mine) == ["backend/uv.lock"], "re-locked for the new driver"
+    locked = {
+        package["name"]
+        for package in tomllib.loads((project.backend / "uv.lock").read_text())["package"]
+    }
+    assert "psycopg" in locked and "psycopg2-binary" not in locked
+    report = capfd.readouterr().out
+    assert "copier update: backend/uv.lock is re-locked" in report, report
     assert half_merged(project.root) == []
 
     project.install()
@@ -439,8 +454,12 @@ def test_a_clashing_edit_is_reported_and_the_pre_commit_hook_refuses_it(
 
     problems = half_merged(project.root)
     assert f"UU {ENV_PY}" in problems and f"conflict marker: {ENV_PY}" in problems, problems
-    [report] = [line for line in capfd.readouterr().out.splitlines() if "copier update:" in line]
-    assert "1 file(s) hold conflict markers" in report and report.endswith(ENV_PY), report
+    report = [line for line in capfd.readouterr().out.splitlines() if "copier update:" in line]
+    assert report[-1].endswith(
+        f"hold conflict markers; keep the lines you want, delete the "
+        f"<<<<<<< ======= >>>>>>> lines, then git add: {ENV_PY}"
+    ), report
+    assert "1 file(s) hold conflict markers" in report[-1]
     config = yaml.safe_load((project.root / ".pre-commit-config.yaml").read_text())
     [(rev, hook)] = [
         (repo["rev"], hook)
@@ -499,6 +518,28 @@ def documented_update_command() -> str:
     [command] = [line for line in docs.splitlines() if line.startswith("uvx copier update")]
     assert f"\n{command}\n" in (REPO / "README.md").read_text(), "README.md prints the same"
     return command
+
+
+def copier_updates_printed(text: str) -> list[str]:
+    """Each ``uvx copier update ...`` command in a Markdown text, inline or in a block."""
+    commands = []
+    for match in re.finditer(r"uvx copier update", text):
+        ends = [text.find(stop, match.start()) for stop in ("`", "\n\n")]
+        command = text[match.start() : min([end for end in ends if end > 0] or [len(text)])]
+        commands.append(" ".join(command.split()))
+    return commands
+
+
+def test_every_copier_update_the_project_prints_works_without_a_terminal(
+    template_src: Path, tmp_path: Path
+) -> None:
+    """Without --defaults, Copier asks every question again and stops outside a terminal."""
+    root = render(template_src, tmp_path / "project")
+    docs = [root / "backend/README.md", *sorted((root / "backend/docs").glob("*.md"))]
+    printed = [command for doc in docs for command in copier_updates_printed(doc.read_text())]
+    assert len(printed) >= 3, printed  # migrations.md's, and deploy.md's two -d examples
+    for command in printed:
+        assert command.startswith("uvx copier update --trust --defaults"), command
 
 
 def test_the_documented_update_works_without_a_terminal_before_the_first_tag(

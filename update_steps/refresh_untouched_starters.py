@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 # Starters without a .jinja suffix: what the project received is the source text.
-STARTERS = ["backend/migrations/env_hooks.py"]
+# docs/schema.md is generated once a project has tables or revisions
+# (refresh_generated_files.py); until then it is the starter page.
+STARTERS = ["backend/migrations/env_hooks.py", "backend/docs/schema.md"]
 
 
 def git_show(template: Path, commit: str, path: str) -> bytes | None:

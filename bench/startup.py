@@ -1,4 +1,5 @@
-"""2. CLI start-up: ``alembic current`` as the documented ``uv sync`` installs it.
+"""2. CLI start-up: ``alembic current`` as the documented ``uv sync --compile-bytecode``
+installs it, and what ``uv run`` adds.
 
 The baseline is the same venv with its bytecode compiled on purpose
 (``python -m compileall``, the project's own modules included). Without
@@ -8,10 +9,16 @@ SQLAlchemy, SQLModel, pydantic, the driver) on each start-up while
 and so does this machine), and on the first start-up otherwise. Row 2.4 shows
 that cost: the venv with all bytecode removed. Every variant runs on the
 100-table project against its database at head.
+
+Rows 2.5 and 2.6 time ``uv run alembic current`` without and with
+``compile-bytecode = true`` in ``[tool.uv]``, the setting this template used to
+ship: with it, uv compiles the whole venv again before every ``uv run``
+(astral-sh/uv#12202) and says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support import Project
@@ -45,6 +52,29 @@ def compile_all(project: Project) -> None:
     run(project, python, "-m", "compileall", "-q", "-j", "0", *map(str, targets))
 
 
+COMPILE_SETTING = "\n[tool.uv]\ncompile-bytecode = true\n"
+
+
+def uv_run_current(project: Project) -> str:
+    """``uv run alembic current``; returns what it printed."""
+    result = run(project, "uv", "run", "alembic", "current")
+    return result.stdout + result.stderr
+
+
+def with_compile_setting(project: Project) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Put the old ``[tool.uv] compile-bytecode = true`` in, and take it out again."""
+    pyproject = project.backend / "pyproject.toml"
+    plain = pyproject.read_text()
+
+    def add() -> None:
+        pyproject.write_text(plain + COMPILE_SETTING)
+
+    def remove() -> None:
+        pyproject.write_text(plain)
+
+    return add, remove
+
+
 def measure_startup(project: Project) -> tuple[list[Figure], dict]:
     """Call with the venv as ``uv sync`` left it.
 
@@ -67,7 +97,8 @@ def measure_startup(project: Project) -> tuple[list[Figure], dict]:
     samples = alternate(
         {
             "compiled": (lambda: current(project), compiled, None),
-            "uv_run": (lambda: run(project, "uv", "run", "alembic", "current"), compiled, None),
+            "uv_run": (lambda: uv_run_current(project), compiled, None),
+            "uv_run_setting": (lambda: uv_run_current(project), *with_compile_setting(project)),
             "no_writes": (lambda: current(project, bytecode_writes=False), as_installed, None),
             "first_run": (lambda: current(project), as_installed, None),
             "uncompiled": (lambda: current(project, bytecode_writes=False), no_bytecode, None),
@@ -88,18 +119,25 @@ def measure_startup(project: Project) -> tuple[list[Figure], dict]:
         "alembic current: venv compiled on purpose (python -m compileall)",
         samples["compiled"],
     )
+    uv_run = Figure(
+        "2.5",
+        "uv run alembic current (the README's form), venv compiled",
+        samples["uv_run"],
+        base,
+        note="uv checks the lock and the sync before every command",
+    )
     figures = [
         base,
         Figure(
             "2.2",
-            "alembic current: as the documented `uv sync` installs it, PYTHONDONTWRITEBYTECODE=1",
+            "alembic current: as `uv sync --compile-bytecode` installs it, no bytecode writes",
             samples["no_writes"],
             base,
             goal=GOAL,
         ),
         Figure(
             "2.3",
-            "alembic current: as the documented `uv sync` installs it, first run",
+            "alembic current: as `uv sync --compile-bytecode` installs it, first run",
             samples["first_run"],
             base,
             goal=GOAL,
@@ -112,15 +150,22 @@ def measure_startup(project: Project) -> tuple[list[Figure], dict]:
             base,
             note="a `uv sync` without compile-bytecode: every start-up compiles",
         ),
+        uv_run,
         Figure(
-            "2.5",
-            "uv run alembic current (the README's form), venv compiled",
-            samples["uv_run"],
-            base,
-            note="uv checks the lock, the sync and the bytecode before every command",
+            "2.6",
+            "the same with `compile-bytecode = true` in [tool.uv] (the setting dropped)",
+            samples["uv_run_setting"],
+            uv_run,
+            note="uv compiles the whole venv again before every uv run, and prints it",
         ),
     ]
+    add, remove = with_compile_setting(project)
+    add()
+    printed_with_setting = "Bytecode compiled" in uv_run_current(project)
+    remove()
     evidence = {
+        "uv_run_prints_bytecode_compiled": "Bytecode compiled" in uv_run_current(project),
+        "uv_run_prints_bytecode_compiled_with_the_old_setting": printed_with_setting,
         "bytecode_files_after_documented_uv_sync": len(installed),
         "uv_sync_compile_bytecode_from_scratch": compiling_at_install,
         "imports_without_bytecode_s": import_profile(importtime_uncompiled),

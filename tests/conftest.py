@@ -75,9 +75,9 @@ def fresh_project(render_project: Callable[..., Project], database_url: str) -> 
     return rendered
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed_project(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """One rendered, installed project that a module's tests share through ``project``."""
+    """One rendered, installed project that a worker's tests share through ``project``."""
     project = Project(render(template_src, tmp_path_factory.mktemp("installed") / "project"))
     project.install()
     return project
@@ -87,7 +87,7 @@ def installed_project(template_src: Path, tmp_path_factory: pytest.TempPathFacto
 def project(installed_project: Project, database_url: str) -> Iterator[Project]:
     """A rendered, installed project whose DATABASE_URL points at a fresh database.
 
-    The module's tests share one install: afterwards every file the test added,
+    The tests share one install: afterwards every file the test added,
     changed or removed is put back as rendered (the venv stays as it is), and
     the environment is reset.
     """
@@ -210,3 +210,23 @@ def pgvector_server() -> Iterator[Any]:
             pytest.skip(reason)
         with servers.throwaway_server(pg_ctl=pg_ctl) as server:
             yield server
+
+
+# The modules that take longest, first: a worker that starts one of them last
+# would keep the whole run waiting (a module's tests run on one worker).
+LONGEST_FIRST = (
+    "test_update_history.py",
+    "test_update.py",
+    "test_model_zoo.py",
+    "test_workflow.py",
+    "test_squash.py",
+    "test_gate.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

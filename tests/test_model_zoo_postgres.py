@@ -135,17 +135,10 @@ class Document(SQLModel, table=True):
 """
 
 
-@pytest.fixture(scope="module")
-def contrib_zoo_project(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    project = Project(render(template_src, tmp_path_factory.mktemp("contrib") / "project"))
-    project.install()
-    return project
-
-
 @pytest.fixture
-def contrib_zoo(contrib_zoo_project: Project, database_url: str) -> Iterator[Project]:
+def contrib_zoo(project: Project, database_url: str) -> Iterator[Project]:
     """The contrib zoo on a fresh database of the session's server; reset afterwards."""
-    yield from zoo_on(contrib_zoo_project, "contrib", CONTRIB_ZOO, database_url)
+    yield from zoo_on(project, "contrib", CONTRIB_ZOO, database_url)
 
 
 @pytest.fixture(scope="module")
@@ -362,10 +355,9 @@ def test_a_revision_whose_extension_package_is_gone_names_it_in_one_line(
 
 
 def test_an_extension_type_from_an_undeclared_package_stops_autogenerate(
-    contrib_zoo_project: Project, pgvector_database: str
+    project: Project, pgvector_database: str
 ) -> None:
     """Installed by hand, not declared: the revision would not run on the next machine."""
-    project = contrib_zoo_project
     python = str(project.bin / "python")
     installed = project.run("uv", "pip", "install", "--quiet", "--python", python, "pgvector")
     assert installed.returncode == 0, output(installed)
@@ -376,7 +368,6 @@ def test_an_extension_type_from_an_undeclared_package_stops_autogenerate(
         one_failure_line(result, "document.embedding", "pgvector", "uv add pgvector")
         assert project.revision_files() == []
     finally:
-        (project.backend / project.package / "models" / "vectors.py").unlink()
         project.run("uv", "pip", "uninstall", "--quiet", "--python", python, "pgvector")
 
 

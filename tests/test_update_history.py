@@ -358,6 +358,8 @@ def test_an_untouched_hooks_module_gets_the_new_starter_and_passes_ruff(
     hooks = root / "backend/migrations/env_hooks.py"
     starter = history_repo / "template/backend/migrations/env_hooks.py"
     assert hooks.read_bytes() == starter.read_bytes(), "the never-edited starter is current"
+    assert not list((root / OLD_GATE).rglob("*.py")), "nothing is left where the gate was"
+    assert (root / "backend/migration_gate/checks.py").is_file()
     for command in (["check"], ["format", "--check"]):
         linted = subprocess.run(
             [sys.executable, "-m", "ruff", *command, "."],
@@ -366,6 +368,37 @@ def test_an_untouched_hooks_module_gets_the_new_starter_and_passes_ruff(
             text=True,
         )
         assert linted.returncode == 0, output(linted)
+
+
+OLD_GATE = "backend/tests/migration_gate"
+LINT_HELP = "make the change safe (docs/safe-migrations.md)"
+TEAM_LINT_HELP = "ask #db-review first, then make the change safe (docs/safe-migrations.md)"
+
+
+def test_edits_of_the_gate_move_with_it_or_are_named(history_repo: Path, tmp_path: Path) -> None:
+    """A project rendered before the gate moved to backend/migration_gate/ and edited there:
+    an edit of a file that moved whole is merged into its new path; one of a file that
+    was split is named in the report, with the command that shows it."""
+    root = render(history_repo, tmp_path / "project", vcs_ref="v0.0.5")
+    git(root, "init", "--quiet", "--initial-branch=main")
+    lint = root / OLD_GATE / "lint.py"
+    lint.write_text(lint.read_text().replace(LINT_HELP, TEAM_LINT_HELP))
+    gate_tests = root / OLD_GATE / "test_migrations.py"
+    gate_tests.write_text(gate_tests.read_text() + "\n# Ours: run these first in CI.\n")
+    commit_all(root, "Start from template; our reviewers' channel in the lint's help")
+
+    updated = copier_update(Project(root, PACKAGE))
+
+    assert updated.returncode == 0, output(updated)
+    assert TEAM_LINT_HELP in (root / "backend/migration_gate/lint.py").read_text()
+    assert not list((root / OLD_GATE).rglob("*.py")), "nothing is left where the gate was"
+    report = report_lines(updated)
+    assert f"copier update: your edits of {OLD_GATE}/lint.py moved with it into " in "\n".join(
+        report
+    ), report
+    [split] = [line for line in report if "test_migrations.py" in line]
+    assert f"`git show HEAD:./{OLD_GATE}/test_migrations.py` shows them" in split, report
+    assert half_merged(root) == [], "an edit carried over is no conflict"
 
 
 # CHANGELOG.md: a section for each version, naming what updating to it brings.

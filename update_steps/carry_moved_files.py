@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from project_state import say
+
 GATE_BEFORE = "backend/tests/migration_gate"
 GATE_NOW = "backend/migration_gate"
 # Old path -> new path, for template-owned files that moved whole.
@@ -46,6 +48,7 @@ REWRITTEN = {
 
 
 def git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """git, in bytes: a file is compared and merged as the project stores it."""
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
 
 
@@ -104,15 +107,15 @@ def main(template: Path, version_from: str) -> None:
         if old in MOVED and Path(new).is_file():
             base = shipped(template, version_from, old, package) or b""
             if merge_into(Path(new), base, ours):
-                print(f"copier update: your edits of {old} moved with it into {new}")
+                say(f"your edits of {old} moved with it into {new}")
             else:
-                print(
-                    f"copier update: your edits of {old} conflict with the template's in {new}: "
+                say(
+                    f"your edits of {old} conflict with the template's in {new}: "
                     "keep the lines you want, delete the <<<<<<< ======= >>>>>>> lines"
                 )
         else:
-            print(
-                f"copier update: you had edited {old}, whose code is now in {new}; "
+            say(
+                f"you had edited {old}, whose code is now in {new}; "
                 f"carry your edits over by hand (`{show}` shows them)"
             )
 

@@ -4,8 +4,10 @@ Run from ``backend/`` with the project's interpreter and DATABASE_URL set:
 ``python generate_revisions.py STAGING_DIR PACKAGE``. Each ``STAGING_DIR/*.py``
 (in name order) moves into ``PACKAGE/models/``; then the real
 ``alembic revision --autogenerate`` and ``alembic upgrade head`` run in this
-one process, which saves a Python start-up per step. The last line printed
-is a JSON list of the model modules and revision files, oldest first.
+one process, which saves a Python start-up per step. alembic.ini's post-write
+hook (a process that rewrites docs/schema.md) runs once, after the last step,
+instead of after each revision: the page ends as it would have. The last line
+printed is a JSON list of the model modules and revision files, oldest first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +27,7 @@ def main(staging: Path, package: str) -> int:
     backend = Path.cwd()
     sys.path.insert(0, str(backend))
     config = Config(str(backend / "alembic.ini"))
+    config.set_section_option("post_write_hooks", "hooks", "")
     versions = backend / "migrations" / "versions"
     steps = []
     for source in sorted(staging.glob("*.py")):
@@ -37,6 +41,7 @@ def main(staging: Path, package: str) -> int:
         [written] = set(versions.glob("*.py")) - before
         command.upgrade(config, "head")
         steps.append({"module": module, "revision_file": written.name})
+    subprocess.run([sys.executable, "-m", "migration_gate", "schema-docs"], check=True)
     print(json.dumps(steps))
     return 0
 

@@ -67,6 +67,13 @@ def database_url(postgres_server: object) -> Iterator[str]:
 
 
 @pytest.fixture
+def pgvector_database(pgvector_server: object) -> Iterator[str]:
+    """A fresh, empty database on the server that has pgvector."""
+    with servers.temporary_database(pgvector_server) as url:
+        yield url
+
+
+@pytest.fixture
 def fresh_project(render_project: Callable[..., Project], database_url: str) -> Project:
     """A project rendered and installed for this test alone (one that changes its venv)."""
     rendered = render_project()

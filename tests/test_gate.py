@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable
 from typing import Any
 
 from .support import TEAM_MODEL, Project, head_revision, output, write_revision
@@ -28,15 +27,13 @@ def run_gate(project: Project, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_fresh_project_passes_the_whole_gate_before_any_model_exists(
-    render_project: Callable[..., Project], postgres_server: Any
+    project: Project, postgres_server: Any
 ) -> None:
     """A user's first command after `copier copy` and `uv sync`: `uvx nox`, no model yet.
 
     Once against the session's server (``TEST_DATABASE_URL``), once on a throwaway
     server of its own (as root here), as the rendered CI and a laptop run it.
     """
-    project = render_project()
-    project.install()
     server_url = postgres_server.url(postgres_server.maintenance_db)
     for test_database_url in (server_url, ""):
         result = project.run("uvx", "nox", TEST_DATABASE_URL=test_database_url)

@@ -152,14 +152,6 @@ def vector_zoo_project(template_src: Path, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture
-def pgvector_database(pgvector_server: Any) -> Iterator[str]:
-    from .conftest import servers
-
-    with servers.temporary_database(pgvector_server) as url:
-        yield url
-
-
-@pytest.fixture
 def vector_zoo(vector_zoo_project: Project, pgvector_database: str) -> Iterator[Project]:
     """The pgvector zoo on a fresh database of a server that has pgvector; reset afterwards."""
     yield from zoo_on(vector_zoo_project, "vectors", VECTOR_ZOO, pgvector_database)

@@ -6,13 +6,14 @@ import py_compile
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .support import Project, render
+from .support import Project, render, uv_env
 
 MATRIX = {
     "defaults": {},
@@ -44,6 +45,31 @@ def test_defaults_render_the_contract_layout(render_project: Callable[..., Proje
     answers = yaml.safe_load((root / ".copier-answers.yml").read_text())
     assert answers["package_name"] == "my_service"
     assert answers["db_driver"] == "psycopg2"
+
+
+def test_the_gate_has_a_package_of_its_own_that_the_wheel_leaves_out(
+    render_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    """backend/tests/ holds one template-owned entry; the gate's tooling is development
+    tooling, beside the app's package and not in its wheel."""
+    backend = render_project().backend
+    assert sorted(path.name for path in (backend / "tests").iterdir()) == [
+        "__init__.py",
+        "test_migration_gate.py",
+    ]
+    assert (backend / "migration_gate" / "__main__.py").is_file()
+    built = subprocess.run(
+        ["uv", "build", "--wheel", "--quiet", "--out-dir", str(tmp_path)],
+        cwd=backend,
+        env=uv_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    [wheel] = tmp_path.glob("*.whl")
+    packages = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert "my_service" in packages and "migration_gate" not in packages, packages
+    assert "tests" not in packages
 
 
 def test_alembic_ini_holds_no_url(render_project: Callable[..., Project]) -> None:

@@ -308,7 +308,9 @@ class Team:
     def project(self) -> Project:
         return Project(self.root, "app", self.env)
 
-    def shell(self, code: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    def shell(
+        self, code: str, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         """A block of the docs, as a user's shell runs it."""
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", code],
@@ -328,7 +330,7 @@ class Team:
         assert result.returncode == 0, f"docs/adopting.md, block {name}:\n{output(result)}"
         return output(result)
 
-    def adopt(self, url: str, **env: str) -> subprocess.CompletedProcess:
+    def adopt(self, url: str, **env: str) -> subprocess.CompletedProcess[str]:
         return self.shell('uvx nox -s adopt -- "$URL"', URL=url, **env)
 
     def reset(self, to: str = "HEAD") -> None:

@@ -269,8 +269,8 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
     src = next_version(template_repo)
     replace_once(
         src / "backend/migrations/env.py.jinja",
-        "target_metadata = SQLModel.metadata\n",
-        "target_metadata = SQLModel.metadata\n" + ENV_FIX,
+        "target_metadata = [SQLModel.metadata]\n",
+        "target_metadata = [SQLModel.metadata]\n" + ENV_FIX,
     )
     replace_once(
         src / "backend/{{ package_name }}/db/migrate.py.jinja",
@@ -442,7 +442,7 @@ def test_a_clashing_edit_is_reported_and_the_pre_commit_hook_refuses_it(
     template_repo: Path, user_project: Project, capfd: pytest.CaptureFixture[str]
 ) -> None:
     project = user_project
-    line = "target_metadata = SQLModel.metadata\n"
+    line = "target_metadata = [SQLModel.metadata]\n"
     replace_once(project.root / ENV_PY, line, line.replace("\n", "  # ours\n"))
     commit_all(project.root, "Edit a template-owned line")
     src = next_version(template_repo)

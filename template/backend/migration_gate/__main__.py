@@ -11,6 +11,8 @@ revisions (see ``review.py``).
 
 ``python -m migration_gate squash REV``: one baseline revision in place of the
 history up to REV. See ``squash.py``.
+``python -m migration_gate adopt``: one baseline revision from the database in
+``ADOPT_DATABASE_URL``, a copy of production. See ``adopt.py``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,20 @@ def squash(revision: str) -> int:
         return 1
 
 
+def adopt() -> int:
+    try:
+        from .adopt import adopt  # imports the models
+    except Exception as error:  # a model module that does not load
+        reason = f"{type(error).__name__}: {one_line(error)}"
+        print(f"adopt: the models do not import: {reason}", file=sys.stderr)
+        return 1
+    try:
+        return adopt()
+    except CommandError as error:
+        print(f"adopt: {one_line(error)}", file=sys.stderr)
+        return 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m migration_gate")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +93,7 @@ def main() -> int:
     summary.add_argument("--all", action="store_true", help="every revision, not only new ones")
     squash_command = commands.add_parser("squash", help="one baseline revision up to REV")
     squash_command.add_argument("revision", metavar="REV")
+    commands.add_parser("adopt", help="one baseline revision from a copy of production")
     arguments = parser.parse_args()
     if arguments.command == "schema-docs":
         return schema_docs(arguments.written)
@@ -84,6 +101,8 @@ def main() -> int:
         return review(everything=arguments.all)
     if arguments.command == "squash":
         return squash(arguments.revision)
+    if arguments.command == "adopt":
+        return adopt()
     return lint_migrations(everything=arguments.all)
 
 

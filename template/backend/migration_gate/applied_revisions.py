@@ -3,8 +3,9 @@
 A revision that exists at the base ref may already have run in production,
 which never runs it again. So its upgrade must keep rendering the same SQL
 offline: a fixed downgrade, a comment or a reformat passes; a changed upgrade,
-or a deleted revision, fails. The exception is a squash (``squash.py``): its
-baseline lists the revisions it replaces in ``squashes``.
+or a deleted revision, fails. The exception is a squash or an adoption
+(``baseline.py``): its baseline lists the revisions it replaces in
+``squashes``. Once on the base, a baseline is an applied revision like any other.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def squashes(revision: Script) -> tuple[str, ...]:
     return tuple(getattr(revision.module, "squashes", ()))
 
 
+def replaced_by_a_new_baseline(applied: Applied, revision: Script) -> bool:
+    """``revision`` is a baseline that took the place of the applied one in this change (a
+    squash or an adoption keeps its id); a baseline that was already there stays compared."""
+    return bool(squashes(revision)) and not getattr(applied.module, "squashes", ())
+
+
 def applied_revision_problems(config: Config, script: ScriptDirectory, start: str) -> list[str]:
     """One line for each revision of ``start`` whose upgrade SQL changed, or that was deleted."""
     current = {revision.revision: revision for revision in script.walk_revisions()}
@@ -83,7 +90,7 @@ def applied_revision_problems(config: Config, script: ScriptDirectory, start: st
                         f"{applied.path} (revision {applied.revision}) was deleted, but databases "
                         f"that ran it still record it: {restore}"
                     )
-            elif not squashes(revision):
+            elif not replaced_by_a_new_baseline(applied, revision):
                 try:
                     before = offline_sql(config, script, as_applied(applied, revision))
                     after = offline_sql(config, script, revision)

@@ -1,4 +1,4 @@
-"""Your filters for autogenerate and ``alembic check`` (yours once you edit it).
+"""Your choices for autogenerate and ``alembic check`` (yours once you edit it).
 
 Define any of these names here; each one you leave out keeps the template's
 default (``docs/migrations.md``, "Your filters", has an example):
@@ -10,4 +10,10 @@ default (``docs/migrations.md``, "Your filters", has an example):
   a table by name before it is reflected (default: only ``MANAGED_SCHEMAS``).
 - ``include_object(obj, name, type_, reflected, compare_to) -> bool``: False
   hides an object (default: every one; extension-owned tables are always hidden).
+- ``NAMING_CONVENTION: dict[str, str] | None``: how the models name the
+  constraints and indexes they leave unnamed, and so the names autogenerate
+  writes into new revisions (default: the template's, ``pk_user``; None:
+  PostgreSQL's own, ``user_pkey``, as a plain Alembic project has them). It
+  never changes what an existing revision creates. This file is read before
+  the models load: do not import them here.
 """

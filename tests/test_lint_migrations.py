@@ -142,13 +142,13 @@ def test_a_hazard_fails_until_it_is_accepted_with_a_reason(project_with_history:
         ('accepted_hazards = {"ban-drop-column": "  "}', "needs a reason"),
         (
             'accepted_hazards = {"ban-drop-colum": "typo"}',
-            "'ban-drop-colum', which is not a squawk",
+            "'ban-drop-colum', which is neither a squawk rule nor one of the gate's",
         ),
         (
             'accepted_hazards = {"ban-drop-column": "ok", "ban-drop-table": "nothing drops one"}',
             "lists ban-drop-table, but squawk no longer finds it",
         ),
-        ('accepted_hazards = ["ban-drop-column"]', "must be a dict of squawk rule name to reason"),
+        ('accepted_hazards = ["ban-drop-column"]', "must be a dict of rule name to reason"),
     ],
     ids=["empty-reason", "unknown-rule", "stale-rule", "not-a-dict"],
 )

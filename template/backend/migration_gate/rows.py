@@ -469,6 +469,8 @@ def units_of(
         values = column_values(column)
         if not values:
             return units, f"column {column.name} ({column.type}): no value the gate can make up"
+        if (column.name,) in shape.unique_keys():  # no value twice, NULL included
+            values = list(dict.fromkeys(values))
         units.append(Unit((column.name,), tuple((value,) for value in values), column))
     return units, None
 

@@ -44,6 +44,8 @@ class HistoryDatabase:
     changes: list[tuple[Script, Change]] = field(default_factory=list)
     schema_at_head: frozenset[str] | None = None  # None until the climb gets to head
     seconds: float = 0.0  # spent climbing and descending
+    attempted: bool = False  # whether the gate's tests climbed it yet
+    failure: StepFailed | None = None  # what stopped that climb
 
     @classmethod
     def on(cls, url: str, everything: bool = False) -> HistoryDatabase:

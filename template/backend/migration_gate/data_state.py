@@ -146,12 +146,14 @@ class RowKeeper:
         return self.cursor.fetchone()[0]
 
     def existing(self, tables: Iterable[str]) -> dict[str, int]:
-        """Which of ``tables`` exist now, with their oids."""
+        """Which of ``tables`` are tables now (not gone, not a view in their place), with oids."""
         names = list(tables)
         if not names:
             return {}
         self.cursor.execute(
-            "SELECT name, to_regclass(name)::oid::bigint FROM unnest(%s::text[]) name", (names,)
+            "SELECT name, c.oid::bigint FROM unnest(%s::text[]) name "
+            "JOIN pg_class c ON c.oid = to_regclass(name) AND c.relkind IN ('r', 'p')",
+            (names,),
         )
         return {name: oid for name, oid in self.cursor.fetchall() if oid is not None}
 

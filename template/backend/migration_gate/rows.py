@@ -469,7 +469,7 @@ def units_of(
         values = column_values(column)
         if not values:
             return units, f"column {column.name} ({column.type}): no value the gate can make up"
-        if (column.name,) in shape.unique_keys():  # no value twice, NULL included
+        if any(column.name in key for key in shape.unique_keys()):  # keys repeat no value
             values = list(dict.fromkeys(values))
         units.append(Unit((column.name,), tuple((value,) for value in values), column))
     return units, None
@@ -502,11 +502,17 @@ def generate(
         key = next((key for key in composite if unit in key), None)
         if key is None:
             return number + offset(shape.name, unit.columns[0], len(unit.pool))
+        # Digits of the row number in a mixed radix, the smallest pool fastest: the tuples
+        # differ, the fastest column holds every value of its pool and repeats one, the
+        # slower ones repeat theirs.
         place = 1
-        for part in key:  # digits of the row number in the key's mixed radix: distinct tuples
+        ordered = sorted(key, key=lambda part: len(part.pool))
+        for position, part in enumerate(ordered):
+            last = position == len(ordered) - 1
+            radix = len(part.pool) if last else min(len(part.pool), max(2, count - 1))
             if part is unit:
-                return number // place
-            place *= len(part.pool)
+                return (number // place) % radix
+            place *= radix
         return number
 
     def values(unit: Unit, number: int) -> tuple[Value, ...]:

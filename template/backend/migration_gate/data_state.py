@@ -5,8 +5,8 @@ them: per row, its key (the primary key, else a unique key of NOT NULL
 columns) and the text of each value. The copies live in a temporary table of
 the gate's own connection: nothing is copied into Python, and nothing shows
 in the schema the gate compares. Which tables a step changed is asked of the
-server too: a table whose row count changed, or that holds a row a later
-transaction wrote (its ``xmin``).
+server too: a table whose row count or columns changed, or that holds a row a
+later transaction wrote (its ``xmin``).
 
 After a downgrade, each table it changed is compared with two copies: the one
 from before the upgrade, and the one from just before the downgrade. A row
@@ -158,8 +158,8 @@ class RowKeeper:
         return {name: oid for name, oid in self.cursor.fetchall() if oid is not None}
 
     def changed(self, copies: Iterable[Copy], mark: str) -> set[str]:
-        """The tables, among those copied, whose rows changed since ``mark`` (or that are gone,
-        or were recreated)."""
+        """The tables, among those copied, whose rows or columns changed since ``mark`` (or
+        that are gone, or were recreated)."""
         copies = list(copies)
         now = self.existing(copy.table for copy in copies)
         changed = {copy.table for copy in copies if now.get(copy.table) != copy.oid}
@@ -167,14 +167,16 @@ class RowKeeper:
         if not alive:
             return changed
         counts = " UNION ALL ".join(
-            f"SELECT {number}, count(*), coalesce(bool_or(age(xmin) <= age('{mark}'::xid)), false)"
-            f" FROM {copy.table}"
+            f"SELECT {number}, count(*), coalesce(bool_or(age(xmin) <= age('{mark}'::xid)), false),"
+            f" (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid"
+            f" = {copy.oid} AND attnum > 0 AND NOT attisdropped) FROM {copy.table}"
             for number, copy in enumerate(alive)
         )
         self.cursor.execute(counts)
-        for number, count, written in self.cursor.fetchall():
-            if written or count != alive[number].rows:
-                changed.add(alive[number].table)
+        for number, count, written, columns in self.cursor.fetchall():
+            copy = alive[number]
+            if written or count != copy.rows or list(columns) != list(copy.columns):
+                changed.add(copy.table)
         return changed
 
     def copy(self, tables: Iterable[str]) -> dict[str, Copy]:

@@ -127,14 +127,14 @@ class Trace:
                 if now.get(name) is not None:
                     measured.recreated.append(name)
                 continue
-            indexes = sum(
-                1
-                for index, (index_filenode, owner) in self.storage.items()
-                if owner == oid and index != oid and index in after
-                and after[index][0] != index_filenode
-            )  # fmt: skip
-            if after[oid][0] != filenode:
-                measured.rewritten[name] = indexes
-            elif indexes:
-                measured.reindexed[name] = indexes
+            rebuilt = [
+                index
+                for index, (index_filenode, owner) in after.items()
+                if owner == oid and index != oid
+                and (index not in self.storage or self.storage[index][0] != index_filenode)
+            ]  # fmt: skip
+            if after[oid][0] != filenode:  # its indexes were rebuilt with it, some anew
+                measured.rewritten[name] = len(rebuilt)
+            elif reindexed := [index for index in rebuilt if index in self.storage]:
+                measured.reindexed[name] = len(reindexed)
         return measured

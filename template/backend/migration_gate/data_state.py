@@ -198,11 +198,6 @@ class RowKeeper:
             )  # fmt: skip
         return copies
 
-    def forget(self, copies: Iterable[Copy]) -> None:
-        versions = [copy.version for copy in copies]
-        if versions:
-            self.cursor.execute("DELETE FROM gate_rows WHERE version = ANY(%s)", (versions,))
-
     def losses(self, before: Copy, prior: Copy, now: Copy) -> Loss:
         """What the rows ``now`` lost of those in ``before`` (the upgrade's start) that
         ``prior`` (the downgrade's start) still held."""

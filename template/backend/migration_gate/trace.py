@@ -35,7 +35,7 @@ HELD_LOCKS = (
 STORAGE = """
 SELECT c.oid::bigint, c.relfilenode::bigint, coalesce(i.indrelid, c.oid)::bigint
 FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid
-WHERE c.oid = ANY(%s::oid[]) OR i.indrelid = ANY(%s::oid[])
+WHERE c.oid = ANY(%s::text[]::oid[]) OR i.indrelid = ANY(%s::text[]::oid[])
 """
 
 
@@ -98,7 +98,7 @@ class Trace:
         self.running = True
 
     def read_storage(self) -> dict[int, tuple[int, int]]:
-        oids = list(self.tables)
+        oids = [str(oid) for oid in self.tables]  # as text: psycopg 3 sends small ints as int2
         if not oids:
             return {}
         self.cursor.execute(STORAGE, (oids, oids))

@@ -5,8 +5,8 @@ them: per row, its key (the primary key, else a unique key of NOT NULL
 columns) and the text of each value. The copies live in a temporary table of
 the gate's own connection: nothing is copied into Python, and nothing shows
 in the schema the gate compares. Which tables a step changed is asked of the
-server too: a table whose row count or columns changed, or that holds a row a
-later transaction wrote (its ``xmin``).
+server too, among those it locked: a table whose row count or columns changed,
+or that holds a row a later transaction wrote (its ``xmin``).
 
 After a downgrade, each table it changed is compared with two copies: the one
 from before the upgrade, and the one from just before the downgrade. A row

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from alembic.script import Script
@@ -179,10 +180,10 @@ class OnRows:
         keeper = self.keeper
         with self.timings.timing("comparisons"):
             existing = keeper.existing(self.copies)
-            changed = keeper.changed(self.copies.values(), self._mark)
         with self.timings.timing("trace"):
-            self.measured[revision.revision] = self.trace.finish(existing)
+            measured = self.measured[revision.revision] = self.trace.finish(existing)
         with self.timings.timing("comparisons"):
+            changed = keeper.changed(self.touched(revision, measured), self._mark)
             for table in changed - set(existing):
                 del self.copies[table]
             self.copies.update(keeper.copy(changed & set(existing)))
@@ -210,8 +211,18 @@ class OnRows:
 
     # --- the way down ------------------------------------------------------------------------
 
+    def touched(self, revision: Script, measured: Measured) -> list[Copy]:
+        """The tables whose rows the step may have changed: those it locked (a change of a
+        row or a column holds a lock until the commit), or all when it commits on its own."""
+        if "autocommit_block" in Path(revision.path).read_text():
+            return list(self.copies.values())
+        return [self.copies[table] for table in measured.locks if table in self.copies]
+
     def before_downgrade(self, revision: Script) -> None:
         if self.active and revision.revision in self.before:
+            with self.timings.timing("trace"):
+                tables = {name: copy.oid for name, copy in self.copies.items()}
+                self.trace.start(tables, storage=False)
             with self.timings.timing("comparisons"):
                 self._mark = self.keeper.mark()
 
@@ -221,9 +232,11 @@ class OnRows:
         if not self.active or before is None:
             return None
         keeper = self.keeper
+        with self.timings.timing("trace"):
+            locked = self.trace.locked()
         with self.timings.timing("comparisons"):
             existing = keeper.existing({*self.copies, *before})
-            changed = keeper.changed(self.copies.values(), self._mark)
+            changed = keeper.changed(self.touched(revision, locked), self._mark)
             changed |= {table for table in before if table not in self.copies}
             now = keeper.copy(changed & set(existing))
             losses = [

@@ -7,7 +7,8 @@ every lock the revision took, except those of statements it ran in an
 ``autocommit_block()`` (which commits them one by one). After the revision, the
 storage of each table that had rows, and of its indexes (``relfilenode``),
 says what it rewrote: a rewrite writes a new file, a change in the catalog
-alone does not.
+alone does not. On the way down only the locks are read: they say which tables
+a downgrade may have changed (``on_rows.py``).
 """
 
 from __future__ import annotations
@@ -90,10 +91,11 @@ class Trace:
         self.locks: dict[int, str] = {}
         self.running = False
 
-    def start(self, tables: Mapping[str, int]) -> None:
-        """Before a revision: the tables with rows, by name, with their oids."""
+    def start(self, tables: Mapping[str, int], storage: bool = True) -> None:
+        """Before a step: the tables with rows, by name, with their oids; ``storage`` reads
+        their files too (an upgrade's rewrites are measured, a downgrade's are not)."""
         self.tables = {oid: name for name, oid in tables.items()}
-        self.storage = self.read_storage()
+        self.storage = self.read_storage() if storage else {}
         self.locks = {}
         self.running = True
 
@@ -114,11 +116,15 @@ class Trace:
             ):
                 self.locks[relation] = mode
 
+    def locked(self) -> Measured:
+        """After a step: only the locks it held (a downgrade's rewrites are not reported)."""
+        self.running = False
+        return Measured(locks={self.tables[oid]: mode for oid, mode in self.locks.items()})
+
     def finish(self, now: Mapping[str, int]) -> Measured:
         """After the revision: ``now`` is which tables exist, by name, with their oids."""
-        self.running = False
+        measured = self.locked()
         after = self.read_storage()
-        measured = Measured(locks={self.tables[oid]: mode for oid, mode in self.locks.items()})
         for oid, (filenode, table) in self.storage.items():
             if oid != table:
                 continue

@@ -287,3 +287,95 @@ def test_drift_watch_step_passes_the_doctors_report_on(
     assert found.startswith("status=1\nreport<<DRIFT_WATCH_REPORT\n"), found
     assert "problem: the models differ from the database" in found
     assert found.endswith("DRIFT_WATCH_REPORT\n")
+
+
+UNIQUE_TITLE = """\
+    with op.get_context().autocommit_block():
+        op.drop_index(  # what a failed run left
+            op.f("uq_team_title"), table_name="team", postgresql_concurrently=True, if_exists=True
+        )
+        op.create_index(
+            op.f("uq_team_title"),
+            "team",
+            ["title"],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
+    op.execute("ALTER TABLE team ADD CONSTRAINT uq_team_title UNIQUE USING INDEX uq_team_title")"""
+
+
+def index_validity(url: str, name: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as connection:
+        return connection.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)
+        ).fetchall()
+
+
+def test_an_invalid_index_left_by_a_failed_deploy_is_named_with_the_command_that_drops_it(
+    project_with_history: Project, database_url: str, tmp_path: Path
+) -> None:
+    """docs/safe-migrations.md's unique recipe on production rows that share a title."""
+    project = project_with_history
+    alembic_ok(project, "upgrade", "head")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("INSERT INTO team (title) VALUES ('Core'), ('Core'), ('Web')")
+    project.write_model("team", TEAM_MODEL.replace("title: str", "title: str = Field(unique=True)"))
+    write_revision(
+        project,
+        "un1que71t1e0",
+        head_revision(project),
+        UNIQUE_TITLE.strip(),
+        'op.drop_constraint(op.f("uq_team_title"), "team", type_="unique")',
+    )
+    summary = tmp_path / "summary.md"
+    line = one_line(
+        deploy(project, summary),
+        'revision un1que71t1e0 failed: could not create unique index "uq_team_title"',
+        "it left the invalid index uq_team_title behind: "
+        "run `DROP INDEX CONCURRENTLY uq_team_title` before you retry",
+    )
+    assert "rolled back" not in line
+    assert index_validity(database_url, "uq_team_title") == [(False,)]
+
+    doctor = project.run(str(project.bin / "db-doctor"))
+    assert doctor.returncode == 1, output(doctor)
+    assert "problem: index uq_team_title on team is invalid" in doctor.stdout, output(doctor)
+    assert "fix: DROP INDEX CONCURRENTLY uq_team_title;" in doctor.stdout
+
+    [command] = re.findall(r"run `([^`]+)`", line)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(command)
+    assert index_validity(database_url, "uq_team_title") == []
+    assert "is invalid" not in project.run(str(project.bin / "db-doctor")).stdout
+
+    one_line(deploy(project, summary), "it left the invalid index uq_team_title behind")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM team WHERE title = 'Core' AND id > 1")
+    retried = deploy(project, summary)
+    assert retried.returncode == 0, output(retried)
+    assert index_validity(database_url, "uq_team_title") == [(True,)], "built again, not skipped"
+    assert version_rows(database_url) == ["un1que71t1e0"]
+
+
+def test_a_revision_that_committed_part_of_its_work_is_not_called_rolled_back(
+    project_with_history: Project, database_url: str, tmp_path: Path
+) -> None:
+    project = project_with_history
+    alembic_ok(project, "upgrade", "head")
+    write_revision(
+        project,
+        "ha1fd0ne0000",
+        head_revision(project),
+        "with op.get_context().autocommit_block():\n"
+        "        op.execute('CREATE TABLE half (id int)')\n"
+        "    op.execute('SELECT 1 / 0')",
+        "op.drop_table('half')",
+    )
+    line = one_line(
+        deploy(project, tmp_path / "summary.md"),
+        "revision ha1fd0ne0000 failed: division by zero; what it ran in autocommit_block() "
+        "before that was committed and stays, the rest was rolled back",
+    )
+    assert "failed and was rolled back" not in line
+    assert "half" in public_tables(database_url)

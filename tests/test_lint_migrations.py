@@ -142,13 +142,13 @@ def test_a_hazard_fails_until_it_is_accepted_with_a_reason(project_with_history:
         ('accepted_hazards = {"ban-drop-column": "  "}', "needs a reason"),
         (
             'accepted_hazards = {"ban-drop-colum": "typo"}',
-            "'ban-drop-colum', which is not a squawk",
+            "'ban-drop-colum', which is neither a squawk rule nor one of the gate's",
         ),
         (
             'accepted_hazards = {"ban-drop-column": "ok", "ban-drop-table": "nothing drops one"}',
             "lists ban-drop-table, but squawk no longer finds it",
         ),
-        ('accepted_hazards = ["ban-drop-column"]', "must be a dict of squawk rule name to reason"),
+        ('accepted_hazards = ["ban-drop-column"]', "must be a dict of rule name to reason"),
     ],
     ids=["empty-reason", "unknown-rule", "stale-rule", "not-a-dict"],
 )
@@ -161,6 +161,29 @@ def test_a_bad_acceptance_fails_in_one_line_naming_the_revision(
     assert "Traceback" not in output(result)
     lines = [line for line in output(result).splitlines() if expected in line]
     assert len(lines) == 1 and "(revision bad0bad0bad0)" in lines[0], output(result)
+
+
+def test_the_gates_own_rules_are_known_here_and_measured_by_the_gates_tests(
+    project_with_history: Project,
+) -> None:
+    """``table-rewrite`` and ``lossy-downgrade`` are no squawk rules, yet not unknown: the
+    lint prints them with their reasons, and leaves their staleness to the gate's tests."""
+    add_revision(
+        project_with_history,
+        "9a7e9a7e9a7e",
+        DROP_NICKNAME,
+        RESTORE_NICKNAME,
+        f'accepted_hazards = {{"ban-drop-column": "{REASON}", "table-rewrite": "small", '
+        '"lossy-downgrade": "nickname comes back empty"}',
+    )
+    result = lint(project_with_history, MIGRATION_LINT_BASE="HEAD")
+    assert result.returncode == 0, output(result)
+    assert "(revision 9a7e9a7e9a7e): accepted table-rewrite (the gate measures it): small" in (
+        result.stdout
+    )
+    assert "accepted lossy-downgrade (the gate measures it): nickname comes back empty" in (
+        result.stdout
+    )
 
 
 def test_a_revision_that_cannot_render_offline_is_named_and_the_others_are_still_linted(

@@ -46,6 +46,7 @@ RECIPES = [
     "rename-table",
     "add-not-null",
     "change-type",
+    "cast",
     "add-index",
     "unique",
     "foreign-key",
@@ -58,6 +59,7 @@ UNSAFE_RULES = {
     "rename-table": "renaming-table",
     "add-not-null": "adding-required-field",
     "change-type": "changing-column-type",
+    "cast": "changing-column-type",
     "add-index": "require-concurrent-index-creation",
     "unique": "disallowed-unique-constraint",
     "foreign-key": "adding-foreign-key-constraint",
@@ -72,6 +74,7 @@ INSERT INTO team (title) VALUES ('Platform'), ('Billing');
 INSERT INTO post (body) VALUES ('first post');
 INSERT INTO project (name) VALUES ('Neon Migration'), ('Q3 Roadmap');
 INSERT INTO invoice (number, total_cents) VALUES ('INV-0001', 1250);
+INSERT INTO parcel (weight) VALUES ('120'), (' 75 '), ('about 2 kg');
 INSERT INTO event (kind) VALUES ('signup'), ('login');
 INSERT INTO customer (email) VALUES ('dan@example.com'), ('eve@example.com');
 INSERT INTO task (project_id, title) VALUES (1, 'plan'), (2, 'ship');
@@ -260,6 +263,10 @@ def test_the_previous_release_and_release_1_both_work_after_release_1(scenario: 
     sql("INSERT INTO project (name, archived, slug) VALUES ('New Code', true, 'new-code')")
     # change-type: the wider number fits.
     sql("INSERT INTO invoice (number, total_cents) VALUES ('INV-2026-000000000002', 10)")
+    # cast: release 0 writes weight, release 1 weight_grams; the trigger casts with care.
+    assert value("INSERT INTO parcel (weight) VALUES ('300') RETURNING weight_grams") == 300
+    assert value("INSERT INTO parcel (weight) VALUES ('heavy') RETURNING weight_grams") is None
+    assert value("INSERT INTO parcel (weight_grams) VALUES (5) RETURNING weight") == "5"
 
 
 def test_release_2_passes_the_gate(scenario: Scenario) -> None:
@@ -336,6 +343,13 @@ def test_widened_column_rewrote_neither_table_nor_index(scenario: Scenario) -> N
     )
     numbers = [number for (number,) in scenario.sql("SELECT number FROM invoice ORDER BY id")]
     assert numbers == ["INV-0001", "INV-2026-000000000002"]
+
+
+def test_cast_column_holds_the_values_that_convert(scenario: Scenario) -> None:
+    assert columns(scenario, "parcel") == {"id": True, "weight_grams": False}
+    grams = [grams for (grams,) in scenario.sql("SELECT weight_grams FROM parcel ORDER BY id")]
+    assert grams == [120, 75, None, 300, None, 5]
+    assert scenario.value("SELECT to_regproc('parcel_weight_grams')") is None
 
 
 def test_concurrent_indexes_are_valid_and_the_unique_one_backs_the_constraint(

@@ -4,12 +4,14 @@ One database climbs the whole history in a single Alembic run, and its schema
 is read after each upgrade. Then it goes back down in one run, and after each
 downgrade the schema must be exactly what it was before that revision's
 upgrade; at base, that is empty. So each revision runs twice, as the bare work
-does. ``checks.py`` runs these as the gate's tests.
+does. The revisions the gate checks run on rows (``on_rows.py``): their
+tables hold rows, and each downgrade must keep what its upgrade did not
+create. ``checks.py`` runs these as the gate's tests.
 """
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,9 @@ from alembic.runtime.migration import RevisionStep
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Engine
 
-from .project import engine_for, project_config
+from .on_rows import OnRows
+from .project import engine_for, project_config, rows_per_table
+from .revisions import select_revisions, where
 from .schema_state import Change, SchemaReader, not_undone
 
 # Yields (revision, is_upgrade) steps; reads the schema after each with the reader.
@@ -32,27 +36,45 @@ class StepFailed(Exception):
 
 @dataclass
 class HistoryDatabase:
-    """A database the gate climbs: what each upgrade changed, and the schema at head."""
+    """A database the gate climbs: what each upgrade changed, the schema at head, the rows."""
 
     engine: Engine
     script: ScriptDirectory
+    rows: OnRows
     changes: list[tuple[Script, Change]] = field(default_factory=list)
     schema_at_head: frozenset[str] | None = None  # None until the climb gets to head
+    seconds: float = 0.0  # spent climbing and descending
+    attempted: bool = False  # whether the gate's tests climbed it yet
+    failure: StepFailed | None = None  # what stopped that climb
 
     @classmethod
-    def on(cls, url: str) -> HistoryDatabase:
-        return cls(engine_for(url), ScriptDirectory.from_config(project_config()))
+    def on(cls, url: str, everything: bool = False) -> HistoryDatabase:
+        """A database to climb; the revisions ``lint-migrations`` selects run on rows."""
+        script = ScriptDirectory.from_config(project_config())
+        engine = engine_for(url)
+        count = rows_per_table()
+        checked = set()
+        if count:
+            selected = {revision.revision for revision in select_revisions(script, everything)
+                        .revisions}  # fmt: skip
+            checked = checked_revisions(script, selected)
+        return cls(engine, script, OnRows(engine, count, checked))
+
+    def close(self) -> None:
+        self.rows.close()
+        self.engine.dispose()
+
+
+def checked_revisions(script: ScriptDirectory, selected: set[str]) -> set[str]:
+    """The selected revisions and every one the climb takes after the first of them."""
+    climb_order = [revision.revision for revision in oldest_first(script)]
+    first = next((index for index, rev in enumerate(climb_order) if rev in selected), None)
+    return set() if first is None else set(climb_order[first:])
 
 
 def oldest_first(script: ScriptDirectory) -> list[Script]:
     """Every revision, each after the ones it depends on."""
     return list(reversed(list(script.walk_revisions())))
-
-
-def where(revision: Script | None) -> str:
-    if revision is None:
-        return "before the first revision"
-    return f"revision {revision.revision} ({os.path.relpath(revision.path)})"
 
 
 def run_steps(history: HistoryDatabase, steps: Steps) -> None:
@@ -62,6 +84,7 @@ def run_steps(history: HistoryDatabase, steps: Steps) -> None:
     file and the step.
     """
     config = project_config(history.engine)
+    config.attributes["on_version_apply"] = history.rows.on_version_apply
     script = history.script
     reader = SchemaReader(history.engine)
     at: list[Any] = [None, "env.py"]
@@ -71,6 +94,7 @@ def run_steps(history: HistoryDatabase, steps: Steps) -> None:
             at[:] = [revision, "upgrade" if is_upgrade else "downgrade"]
             yield RevisionStep(script.revision_map, revision, is_upgrade)
 
+    started = time.perf_counter()
     try:
         with EnvironmentContext(config, script, fn=migrations):
             script.run_env()
@@ -78,12 +102,15 @@ def run_steps(history: HistoryDatabase, steps: Steps) -> None:
         raise
     except Exception as error:
         revision, step = at
+        if on_rows := history.rows.explain(error, step):
+            raise StepFailed(f"{where(revision)}: {on_rows}") from None
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()
         raise StepFailed(
             f"{where(revision)}: {step} failed: {reason[0] if reason else error!r}"
         ) from None
     finally:
         reader.close()
+        history.seconds += time.perf_counter() - started
 
 
 def climb(history: HistoryDatabase) -> None:
@@ -92,9 +119,12 @@ def climb(history: HistoryDatabase) -> None:
     def upgrades(reader: SchemaReader) -> Iterator[tuple[Script, bool]]:
         before = reader.lines()
         for revision in oldest_first(history.script):
+            history.rows.before_upgrade(revision, before)
             yield revision, True
             after = reader.lines()
-            history.changes.append((revision, Change.between(before, after)))
+            change = Change.between(before, after)
+            history.changes.append((revision, change))
+            history.rows.after_upgrade(revision, change)
             before = after
         history.schema_at_head = before
 
@@ -110,6 +140,7 @@ def descend(history: HistoryDatabase) -> None:
     def downgrades(reader: SchemaReader) -> Iterator[tuple[Script, bool]]:
         schema = at_head
         for revision, change in reversed(history.changes):
+            history.rows.before_downgrade(revision)
             yield revision, False
             found, expected = reader.lines(), change.undone(schema)
             if found != expected:
@@ -117,6 +148,10 @@ def descend(history: HistoryDatabase) -> None:
                     f"{where(revision)}: its downgrade did not undo its upgrade: "
                     f"{not_undone(expected, found)}"
                 )
+            if loss := history.rows.after_downgrade(revision):
+                raise StepFailed(history.rows.loss_problem(revision, loss))
             schema = found
 
     run_steps(history, downgrades)
+    if stale := history.rows.stale_losses():
+        raise StepFailed("; ".join(stale))

@@ -3,12 +3,14 @@
 ``postgres_server`` is the run's one server, ``empty_database`` a new database
 per test. ``alembic_config`` and ``alembic_engine`` feed pytest-alembic's
 ``alembic_runner`` for your own migration tests; ``database_at_head`` gives a
-test its own database at head, cloned from one migrated once per run.
+test its own database at head, cloned from one migrated once per run. After
+the tests, the gate's report says what the revisions it checked did on rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from alembic import command
@@ -23,6 +25,31 @@ from .servers import (
     template_database,
     temporary_database,
 )
+
+if TYPE_CHECKING:
+    from .climb import HistoryDatabase
+
+# The databases the gate's tests climbed (``checks.py``), for the report.
+CLIMBED = pytest.StashKey[list["HistoryDatabase"]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The locks and rewrites of the revisions checked on rows, their rows' shortfalls, and
+    where the climb's time went."""
+    climbed = config.stash.get(CLIMBED, [])
+    if not climbed:
+        return
+    history = max(climbed, key=lambda history: len(history.rows.measured))
+    terminalreporter.write_sep("-", "migration gate: the revisions on rows")
+    for line in history.rows.report():
+        terminalreporter.write_line(line)
+    timings = history.rows.timings
+    on_rows = timings.rows + timings.comparisons + timings.trace
+    terminalreporter.write_line(
+        f"time: climb and descent {history.seconds:.2f} s, of which rows {timings.rows:.2f} s, "
+        f"comparisons {timings.comparisons:.2f} s, trace {timings.trace:.2f} s "
+        f"(migrations and schema reads {history.seconds - on_rows:.2f} s)"
+    )
 
 
 @pytest.fixture(scope="session")

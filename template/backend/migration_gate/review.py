@@ -2,16 +2,24 @@
 
 For each revision added or changed since the base ref (the same choice as
 ``lint-migrations``): its message and id, the SQL it runs (offline), squawk's
-findings, and the hazards it accepts with their reasons; then the ER diagram
-of the tables those revisions touch. ``uvx nox -s review`` prints it; in CI it
-also goes to the job summary (``$GITHUB_STEP_SUMMARY``). It reports and never
-fails the build: ``lint-migrations`` is the gate.
+findings, what it did on the gate's rows (the locks it held on tables with
+rows, what it rewrote, where squawk and that measurement disagree), and the
+hazards it accepts with their reasons; then the ER diagram of the tables
+those revisions touch. The measurement is the gate's own climb (``climb.py``),
+run again here on a scratch database of the test server: the same revisions
+on the same rows give the same locks and rewrites as in the gate's tests.
+``uvx nox -s review`` prints it; in CI it also goes to the job summary
+(``$GITHUB_STEP_SUMMARY``). It reports and never fails the build: the gate's
+tests and ``lint-migrations`` are the gate.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
@@ -19,10 +27,13 @@ from alembic.util import to_tuple
 from sqlalchemy import Table
 from sqlmodel import SQLModel
 
+from .climb import HistoryDatabase, StepFailed, climb
 from .lint import Linted, lint_revisions
 from .project import project_config
 from .revisions import relative_path, select_revisions
 from .schema_docs import er_diagrams
+from .servers import NoServerError, session_server, temporary_database
+from .trace import Measured
 
 IDENTIFIER = r'(?:"(?:[^"]|"")+"|[\w$]+)'
 # Where PostgreSQL DDL names the table it changes: CREATE/ALTER/DROP/COMMENT ON
@@ -53,6 +64,39 @@ def touched_tables(sql: str, tables: dict[str, Table]) -> tuple[set[str], set[st
         elif match["verb"].upper().startswith("DROP"):
             dropped.add(name)
     return touched, dropped
+
+
+# squawk's rules that say the statement rewrites the table.
+REWRITE_RULES = ("changing-column-type", "adding-field-with-default")
+
+
+@dataclass
+class RowsMeasured:
+    """What the gate's climb measured, by revision, or why it could not."""
+
+    measured: dict[str, Measured] = field(default_factory=dict)
+    failure: str | None = None  # the climb's one line, when a revision failed on the way
+    not_measured: str | None = None  # why nothing was measured
+
+
+def measure_on_rows(everything: bool) -> RowsMeasured:
+    """The gate's climb on a scratch database, with the same revisions on rows."""
+    try:
+        with session_server() as server, temporary_database(server) as url:
+            history = HistoryDatabase.on(url, everything)
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):  # env.py logs each step
+                    climb(history)
+            except StepFailed as failure:
+                found = RowsMeasured(dict(history.rows.measured), failure=str(failure))
+            else:
+                found = RowsMeasured(dict(history.rows.measured))
+            if not history.rows.enabled:
+                found.not_measured = history.rows.report()[0]
+            history.close()
+            return found
+    except (NoServerError, OSError) as error:
+        return RowsMeasured(not_measured=f"not measured: {error}")
 
 
 def escape(text: str) -> str:
@@ -89,7 +133,39 @@ def accepted_section(item: Linted) -> str:
     return "\n".join(lines) + "\n"
 
 
-def revision_section(item: Linted) -> str:
+def measured_section(item: Linted, on_rows: RowsMeasured) -> str:
+    revision = item.revision.revision
+    if on_rows.failure and f"revision {revision} " in on_rows.failure:
+        return f"**On the gate's rows:** {escape(on_rows.failure)}\n"
+    measured = on_rows.measured.get(revision)
+    if measured is None:
+        why = on_rows.not_measured or "not measured: the climb stopped before it"
+        return f"**On the gate's rows:** {escape(why)}.\n"
+    lines = ["**On the gate's rows:**", ""]
+    lines += [f"- {escape(line)}" for line in measured.lines()]
+    lines += [f"- {escape(line)}" for line in disagreements(item, measured)]
+    return "\n".join(lines) + "\n"
+
+
+def disagreements(item: Linted, measured: Measured) -> list[str]:
+    """Where squawk and the measurement tell different stories: evidence for the reviewer."""
+    flagged = [rule for rule in REWRITE_RULES if rule in item.fired()]
+    rewrote = measured.rewrote()
+    if flagged and not rewrote and measured.locks:
+        return [
+            f"squawk and the measurement disagree: squawk flags {', '.join(flagged)} (a "
+            "rewrite), but this revision rewrote no table with rows: PostgreSQL changed the "
+            "catalog only"
+        ]
+    if rewrote and not flagged:
+        return [
+            f"squawk and the measurement disagree: this revision rewrote {', '.join(rewrote)}, "
+            "which squawk does not flag"
+        ]
+    return []
+
+
+def revision_section(item: Linted, on_rows: RowsMeasured) -> str:
     revision = item.revision
     message = (revision.doc or "").strip().splitlines()
     parents = ", ".join(f"`{parent}`" for parent in to_tuple(revision.down_revision, ()))
@@ -101,6 +177,7 @@ def revision_section(item: Linted) -> str:
             "",
             code_block("\n".join(item.sql_lines), "sql"),
             findings_section(item),
+            measured_section(item, on_rows),
             accepted_section(item),
         ]
     )
@@ -131,8 +208,9 @@ def review_markdown(everything: bool = False) -> tuple[str, str | None]:
     if not selection.revisions:
         return selection.reason, None
     linted, problems = lint_revisions(script, selection.revisions)
+    on_rows = measure_on_rows(everything)
     parts = [f"## Migration review\n\n{escape(selection.reason)}.\n"]
-    parts += [revision_section(item) for item in linted]
+    parts += [revision_section(item, on_rows) for item in linted]
     if problems:
         parts.append("**Problems:**\n\n" + "\n".join(f"- {escape(p)}" for p in problems) + "\n")
     parts.append(tables_section(linted))

@@ -53,6 +53,13 @@ def describe(revision: Script) -> str:
     return f"{relative_path(revision)} (revision {revision.revision})"
 
 
+def where(revision: Script | None) -> str:
+    """The revision as the gate's tests name it; a step before any revision is env.py's."""
+    if revision is None:
+        return "before the first revision"
+    return f"revision {revision.revision} ({relative_path(revision)})"
+
+
 def git(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=BACKEND, capture_output=True, text=True, check=False)
 

@@ -73,7 +73,7 @@ def test_a_column_dropped_with_its_field_in_one_pull_request_breaks_the_running_
     assert "the running release (baseline) selects user.nickname, which this revision drops" in (
         line
     )
-    assert "release the model change first, then change the column in a later pull request" in line
+    assert "release the model change first, then drop the column in a later pull request" in line
     assert f"({RECIPES}#drop-a-column)" in line
     summary = review(project)
     assert "**Running release:** breaks it" in summary
@@ -161,6 +161,29 @@ def test_a_required_column_with_no_default_breaks_the_running_releases_inserts(
         line
     )
     assert f"({RECIPES}#add-a-not-null-column)" in line
+
+
+def test_a_type_change_in_one_step_breaks_the_running_releases_inserts(
+    project_with_history: Project,
+) -> None:
+    """The old code still writes text where the new schema wants a number."""
+    project = project_with_history
+    project.write_model("team", TEAM_MODEL.replace("title: str", "title: int"))
+    revision(
+        project,
+        "7e7e7e7e7e7e",
+        "op.alter_column('team', 'title', type_=sa.Integer(), "
+        "postgresql_using='length(title)')",
+        "op.alter_column('team', 'title', type_=sa.String())",
+        'accepted_hazards = {"changing-column-type": "a small table", '
+        '"table-rewrite": "a small table"}',
+    )
+
+    [line] = failure_lines(gate(project), "7e7e7e7e7e7e")
+
+    assert "inserts into team, which the new schema refuses (column " in line
+    assert "is of type integer but expression is of type character varying)" in line
+    assert f"({RECIPES}#change-a-columns-type)" in line
 
 
 def test_an_accepted_break_passes_and_an_acceptance_needs_its_reason(

@@ -43,13 +43,17 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(cause).__name__
 
 
-def failure(error: BaseException) -> dict[str, Any]:
+def failure(error: BaseException, rows: ModuleType) -> dict[str, Any]:
     """What Postgres said: its SQLSTATE and the objects it names, never a row value."""
     cause = getattr(error, "orig", None) or error
     diag = getattr(cause, "diag", None)
+    sqlstate = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+    message = first_line(error).split("DETAIL:")[0].strip()
+    if str(sqlstate)[:2] in ("22", "23"):  # data errors and constraint violations quote values
+        message = rows.masked(message)
     return {
-        "sqlstate": getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None),
-        "message": first_line(error).split("DETAIL:")[0].strip(),
+        "sqlstate": sqlstate,
+        "message": message,
         "column": getattr(diag, "column_name", None),
         "table": getattr(diag, "table_name", None),
     }
@@ -70,7 +74,7 @@ def exercise(connection: Any, table: Any, rows: ModuleType) -> dict[str, Any]:
     try:
         connection.execute(select(*table.columns).limit(1)).fetchall()
     except Exception as error:
-        found["select"] = failure(error)
+        found["select"] = failure(error, rows)
         savepoint.rollback()
         for column in table.columns:
             one = connection.begin_nested()
@@ -91,7 +95,7 @@ def exercise(connection: Any, table: Any, rows: ModuleType) -> dict[str, Any]:
     try:
         connection.execute(text(rows.insert_sql(generated, [complete_row(generated.values)])))
     except Exception as error:
-        found["insert"] = failure(error)
+        found["insert"] = failure(error, rows)
     savepoint.rollback()
     return found
 

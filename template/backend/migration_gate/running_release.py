@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,110 +126,105 @@ def qualified(table: str) -> str:
     return table if "." in table else f"public.{table}"
 
 
-def column_lines(lines: Iterable[str], table: str, column: str) -> list[str]:
-    return [line for line in lines if line.startswith(f"column {qualified(table)}.{column} ")]
+def mentions(lines: Iterable[str], table: str, column: str | None) -> bool:
+    """Whether schema ``lines`` hold the table (``column`` None) or the column."""
+    if column is None:
+        return f"table {qualified(table)}" in lines
+    return any(line.startswith(f"column {qualified(table)}.{column} ") for line in lines)
 
 
-def table_line(table: str) -> str:
-    return f"table {qualified(table)}"
+@dataclass(frozen=True)
+class Blame:
+    """Which new revision changed an object: the newest one whose change matches."""
 
+    newest_first: list[tuple[Script, Change]]
 
-def renames(change: Change, table: str) -> bool:
-    """The revision removed a column of ``table`` and added another: a rename."""
-    prefix = f"column {qualified(table)}."
-    return any(line.startswith(prefix) for line in change.added)
+    @classmethod
+    def of(cls, changes: list[tuple[Script, Change]], new: list[Script]) -> Blame:
+        new_ids = {revision.revision for revision in new}
+        return cls([(r, change) for r, change in reversed(changes) if r.revision in new_ids])
+
+    def __call__(self, test: Callable[[Change], bool]) -> tuple[Script, Change] | None:
+        return next(((r, change) for r, change in self.newest_first if test(change)), None)
 
 
 def breaks(
     release: OldRelease, changes: list[tuple[Script, Change]], new: list[Script]
 ) -> Findings:
     """Each failure of the running release, blamed on the new revision that caused it."""
-    new_ids = {revision.revision for revision in new}
-    newest_first = [(r, change) for r, change in reversed(changes) if r.revision in new_ids]
+    blame = Blame.of(changes, new)
     findings = Findings()
-
-    def blame(test: Any) -> Script | None:
-        return next((revision for revision, change in newest_first if test(change)), None)
-
     for table, found in release.tables.items():
         if "select" not in found:
             continue
-        if found["select"] and not found["missing"]:
-            gone = blame(lambda change, table=table: table_line(table) in change.removed)
-            if gone is None:
-                findings.notices.append(
-                    f"the running release ({release.ref}) maps table {table}, which the history "
-                    "never created: a model without a revision on the base"
-                )
-                continue
-            kind = "renames" if renames_table(gone, changes, table) else "drops"
-            findings.breaks.append(
-                Break(
-                    gone,
-                    f"selects from {table}, which this revision {kind}",
-                    "rename-a-table" if kind == "renames" else "drop-a-table",
-                    "release the model change first, then change the table in a later pull request",
-                )
-            )
-            continue
-        for column in found["missing"]:
-            gone = blame(
-                lambda change, table=table, column=column: column_lines(
-                    change.removed, table, column
-                )
-            )
-            if gone is None:
-                findings.notices.append(
-                    f"the running release ({release.ref}) maps {table}.{column}, which the "
-                    "history never created: a model without a revision on the base"
-                )
-                continue
-            renamed = renames(change_of(changes, gone), table)
-            findings.breaks.append(
-                Break(
-                    gone,
-                    f"selects {table}.{column}, which this revision "
-                    f"{'renames' if renamed else 'drops'}",
-                    "rename-a-column" if renamed else "drop-a-column",
-                    "release the model change first, then change the column in a later pull "
-                    "request",
-                )
-            )
+        gone: list[str | None] = list(found["missing"])
+        if found["select"] and not gone:
+            gone = [None]  # the table itself
+        for column in gone:
+            found_break = selected_gone(release.ref, table, column, blame)
+            if isinstance(found_break, Break):
+                findings.breaks.append(found_break)
+            else:
+                findings.notices.append(found_break)
         insert = found.get("insert") or {}
         if insert.get("sqlstate"):
             findings.breaks.append(insert_break(table, insert, blame))
     return findings
 
 
-def insert_break(table: str, insert: dict[str, Any], blame: Any) -> Break:
+def selected_gone(ref: str, table: str, column: str | None, blame: Blame) -> Break | str:
+    """What selecting a table or column that is gone breaks; or, when no new revision
+    removed it, the notice that the base maps what its history never created."""
+    name = table if column is None else f"{table}.{column}"
+    blamed = blame(lambda change: mentions(change.removed, table, column))
+    if blamed is None:
+        return (
+            f"the running release ({ref}) maps {name}, which the history never created: a "
+            "model without a revision on the base"
+        )
+    revision, change = blamed
+    kind = "table" if column is None else "column"
+    siblings = "table " if column is None else f"column {qualified(table)}."
+    renamed = any(line.startswith(siblings) for line in change.added)
+    return Break(
+        revision,
+        f"selects {'from ' if column is None else ''}{name}, which this revision "
+        f"{'renames' if renamed else 'drops'}",
+        f"{'rename' if renamed else 'drop'}-a-{kind}",
+        f"release the model change first, then drop the {'old ' if renamed else ''}{kind} in a "
+        "later pull request",
+    )
+
+
+def insert_break(table: str, insert: dict[str, Any], blame: Blame) -> Break:
+    """What inserting one row of the old columns into the new schema breaks."""
     column = insert.get("column")
     if insert["sqlstate"] == NOT_NULL_VIOLATION and column:
         made = blame(
             lambda change: any(
-                " not null" in line for line in column_lines(change.added, table, column)
+                line.startswith(f"column {qualified(table)}.{column} ") and " not null" in line
+                for line in change.added
             )
         )
         return Break(
-            made,
+            made[0] if made else None,
             f"inserts into {table} without {column}, which this revision makes NOT NULL with "
             "no default",
             "add-a-not-null-column",
             "add the column with a server default (or nullable) first, and make it required "
             "once no running code inserts without it",
         )
-    made = blame(lambda change: bool(column and column_lines(change.added, table, column)))
-    subject = f"{table}.{column}" if column else table
+    columns = f"column {qualified(table)}." if column is None else None
+    made = blame(
+        lambda change: (
+            mentions(change.added, table, column)
+            if column
+            else any(line.startswith(str(columns)) for line in change.added)
+        )
+    )
     return Break(
-        made,
-        f"inserts into {table}, which the new schema refuses ({insert['message']}; {subject})",
+        made[0] if made else None,
+        f"inserts into {table}, which the new schema refuses ({insert['message']})",
         "change-a-columns-type",
         "keep the old shape working until the release that stops writing it",
     )
-
-
-def change_of(changes: list[tuple[Script, Change]], revision: Script) -> Change:
-    return next(change for each, change in changes if each is revision)
-
-
-def renames_table(revision: Script, changes: list[tuple[Script, Change]], table: str) -> bool:
-    return any(line.startswith("table ") for line in change_of(changes, revision).added)

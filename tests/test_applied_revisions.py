@@ -97,8 +97,8 @@ def test_without_a_base_the_comparison_is_skipped_in_one_line(
     )
     result = lint(project_with_history)
     assert result.returncode == 0, output(result)
-    lines = [line for line in output(result).splitlines() if "not compared" in line]
+    lines = [line for line in output(result).splitlines() if "not checked" in line]
     assert lines == [
-        "lint-migrations: all 3 revision(s); applied revisions not compared: no base ref "
-        "(set MIGRATION_LINT_BASE, or fetch origin/main)"
+        "lint-migrations: all 3 revision(s); applied revisions and the running release not "
+        "checked: no base ref (set MIGRATION_LINT_BASE, or fetch origin/main)"
     ]

@@ -110,8 +110,8 @@ def test_an_unknown_base_is_named_in_one_line_and_everything_is_linted(
     assert result.returncode == 0, output(result)
     lines = [line for line in output(result).splitlines() if "no-such-branch" in line]
     assert lines == [
-        "lint-migrations: all 3 revision(s); applied revisions not compared: "
-        "MIGRATION_LINT_BASE=no-such-branch does not name a commit here"
+        "lint-migrations: all 3 revision(s); applied revisions and the running release not "
+        "checked: MIGRATION_LINT_BASE=no-such-branch does not name a commit here"
     ]
 
 

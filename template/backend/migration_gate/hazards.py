@@ -20,6 +20,7 @@ from .revisions import describe
 GATE_RULES = {
     "table-rewrite": "the revision rewrites a table that holds rows",
     "lossy-downgrade": "the downgrade loses data that its upgrade did not create",
+    "breaks-running-release": "the release that runs now fails on the schema it makes",
 }
 
 

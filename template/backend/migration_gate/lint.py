@@ -34,6 +34,8 @@ from .revisions import (
     offline_sql_each,
     select_revisions,
 )
+from .running_release import ReleaseUnavailable, old_release
+from .sql_names import dropped
 
 # squawk-cli installs its binary beside this interpreter, on PATH or not.
 SQUAWK_BINARY = Path(sys.executable).with_name("squawk")
@@ -41,6 +43,8 @@ SQUAWK = [
     str(SQUAWK_BINARY) if SQUAWK_BINARY.exists() else "squawk",
     *("--config", str(BACKEND / ".squawk.toml"), "--reporter", "json"),
 ]
+# squawk's rules that a drop of what the running release no longer maps makes safe.
+EVIDENCE_RULES = frozenset({"ban-drop-column", "ban-drop-table"})
 HOW_TO_FIX = (
     "make the change safe (docs/safe-migrations.md), or accept a hazard on the record in "
     'the revision: accepted_hazards = {"<rule>": "<why it is safe>"}'
@@ -56,12 +60,26 @@ class Linted:
     sql_lines: list[str]
     accepted: dict[str, str]
     findings: list[dict] = field(default_factory=list)
+    evidence: dict[int, str] = field(default_factory=dict)  # finding's index -> why it is safe
 
     def fired(self) -> set[str]:
         return {finding["rule_name"] for finding in self.findings}
 
     def hazards(self) -> list[dict]:
-        return [f for f in self.findings if f["rule_name"] not in self.accepted]
+        return [
+            finding
+            for index, finding in enumerate(self.findings)
+            if finding["rule_name"] not in self.accepted and index not in self.evidence
+        ]
+
+    def statement(self, finding: dict) -> str:
+        """The SQL statement a finding points at, to its semicolon."""
+        lines = []
+        for line in self.sql_lines[finding["line"] :]:
+            lines.append(line)
+            if line.rstrip().endswith(";"):
+                break
+        return "\n".join(lines)
 
 
 def unknown_rules(rules: set[str]) -> set[str]:
@@ -143,10 +161,39 @@ def acceptance_problems(item: Linted, unknown: set[str]) -> list[str]:
     return problems
 
 
+def satisfy_by_evidence(linted: list[Linted], release_ref: str | None) -> None:
+    """A drop of what the running release no longer maps is safe, and needs no acceptance:
+    each such finding gets that evidence. One process loads the base ref's models, and only
+    when squawk flags such a drop; when it cannot, one line on stderr says why, and the
+    findings stay hazards."""
+    candidates = [
+        (item, index)
+        for item in linted
+        for index, finding in enumerate(item.findings)
+        if finding["rule_name"] in EVIDENCE_RULES and finding["rule_name"] not in item.accepted
+    ]
+    if not candidates or release_ref is None:
+        return
+    try:
+        release = old_release(release_ref)
+    except ReleaseUnavailable as error:
+        print(f"lint-migrations: no evidence from the running release: {error}", file=sys.stderr)
+        return
+    for item, index in candidates:
+        objects = dropped(item.statement(item.findings[index]))
+        if objects and not any(release.maps(*each) for each in objects):
+            names = ", ".join(".".join(filter(None, each)) for each in objects)
+            item.evidence[index] = f"the running release ({release_ref}) no longer maps {names}"
+
+
 def report(item: Linted) -> None:
-    """Print the revision's hazards, and each accepted rule that fired with its reason."""
+    """Print the revision's hazards, the findings evidence makes safe, and each accepted
+    rule that fired with its reason."""
     for finding in item.hazards():
         report_hazard(item, finding)
+    for index, why in item.evidence.items():
+        rule = item.findings[index]["rule_name"]
+        print(f"{describe(item.revision)}: {rule} satisfied by evidence: {why}")
     for rule, reason in item.accepted.items():
         if rule in item.fired():
             print(f"{describe(item.revision)}: accepted {rule}: {reason}")
@@ -155,14 +202,16 @@ def report(item: Linted) -> None:
 
 
 def lint_revisions(
-    script: ScriptDirectory, revisions: list[Script]
+    script: ScriptDirectory, revisions: list[Script], release_ref: str | None = None
 ) -> tuple[list[Linted], list[str]]:
-    """Each revision's SQL and squawk's findings on it (one squawk call), and the problems
-    that stop a revision's lint or make its ``accepted_hazards`` wrong. Prints nothing."""
+    """Each revision's SQL and squawk's findings on it (one squawk call), with the evidence
+    the running release (``release_ref``) gives, and the problems that stop a revision's
+    lint or make its ``accepted_hazards`` wrong."""
     with tempfile.TemporaryDirectory(prefix="lint-migrations-") as tmp:
         linted, problems = prepare(script, revisions, Path(tmp))
         if linted:
             run_squawk(linted)
+    satisfy_by_evidence(linted, release_ref)
     unknown = unknown_rules({rule for item in linted for rule in item.accepted})
     for item in linted:
         problems += acceptance_problems(item, unknown)
@@ -184,7 +233,7 @@ def lint_migrations(everything: bool = False) -> int:
         print(f"lint-migrations: {error}", file=sys.stderr)
         return 1
     print(f"lint-migrations: {selection.reason}", flush=True)
-    linted, problems = lint_revisions(script, selection.revisions)
+    linted, problems = lint_revisions(script, selection.revisions, selection.ref)
     problems = applied_changes(script, selection) + problems
     for item in linted:
         report(item)

@@ -30,12 +30,13 @@ from sqlmodel import SQLModel
 from .climb import HistoryDatabase, StepFailed, climb
 from .lint import Linted, lint_revisions
 from .project import project_config
-from .revisions import relative_path, select_revisions
+from .revisions import Selection, relative_path, select_revisions
+from .running_release import RULE, ReleaseUnavailable, breaks, old_release
 from .schema_docs import er_diagrams
 from .servers import NoServerError, session_server, temporary_database
+from .sql_names import IDENTIFIER, full_name
 from .trace import Measured
 
-IDENTIFIER = r'(?:"(?:[^"]|"")+"|[\w$]+)'
 # Where PostgreSQL DDL names the table it changes: CREATE/ALTER/DROP/COMMENT ON
 # TABLE name, CREATE INDEX ... ON name, INSERT INTO name, UPDATE name.
 TABLE_REFERENCE = re.compile(
@@ -43,15 +44,6 @@ TABLE_REFERENCE = re.compile(
     rf"(?P<name>{IDENTIFIER}(?:\s*\.\s*{IDENTIFIER})?)",
     re.IGNORECASE,
 )
-
-
-def full_name(reference: str) -> str:
-    """``public."user-event"`` as SQLAlchemy names the table: ``user-event``."""
-    parts = re.findall(IDENTIFIER, reference)
-    names = [p[1:-1].replace('""', '"') if p.startswith('"') else p.lower() for p in parts]
-    if len(names) == 2 and names[0] == "public":
-        names = names[1:]
-    return ".".join(names)
 
 
 def touched_tables(sql: str, tables: dict[str, Table]) -> tuple[set[str], set[str]]:
@@ -77,10 +69,13 @@ class RowsMeasured:
     measured: dict[str, Measured] = field(default_factory=dict)
     failure: str | None = None  # the climb's one line, when a revision failed on the way
     not_measured: str | None = None  # why nothing was measured
+    release: str = "not checked"  # the running release's verdict, when there is no break
+    breaks: dict[str, list[str]] = field(default_factory=dict)  # revision -> what breaks
 
 
-def measure_on_rows(everything: bool) -> RowsMeasured:
-    """The gate's climb on a scratch database, with the same revisions on rows."""
+def measure_on_rows(selection: Selection, everything: bool) -> RowsMeasured:
+    """The gate's climb on a scratch database, with the same revisions on rows, and the
+    running release (the base ref's models) on the schema it leaves at head."""
     try:
         with session_server() as server, temporary_database(server) as url:
             history = HistoryDatabase.on(url, everything)
@@ -91,12 +86,43 @@ def measure_on_rows(everything: bool) -> RowsMeasured:
                 found = RowsMeasured(dict(history.rows.measured), failure=str(failure))
             else:
                 found = RowsMeasured(dict(history.rows.measured))
+                check_running_release(found, history, selection)
             if not history.rows.enabled:
                 found.not_measured = history.rows.report()[0]
             history.close()
             return found
     except (NoServerError, OSError) as error:
         return RowsMeasured(not_measured=f"not measured: {error}")
+
+
+def check_running_release(
+    found: RowsMeasured, history: HistoryDatabase, selection: Selection
+) -> None:
+    if selection.ref is None:
+        found.release = f"not checked: {selection.base}"
+        return
+    try:
+        release = old_release(selection.ref, history.engine.url.render_as_string(False))
+    except ReleaseUnavailable as error:
+        found.release = f"not checked: {error}"
+        return
+    found.release = f"safe for the running release ({selection.ref})"
+    for each in breaks(release, history.changes, selection.revisions).breaks:
+        key = each.revision.revision if each.revision else ""
+        found.breaks.setdefault(key, []).append(each.line(selection.ref))
+
+
+def release_section(item: Linted, on_rows: RowsMeasured) -> str:
+    """Safe for the running release, what breaks it, or that this revision accepts that."""
+    found = on_rows.breaks.get(item.revision.revision)
+    if not found:
+        return f"**Running release:** {escape(on_rows.release)}.\n"
+    verdict = "breaks it"
+    if reason := item.accepted.get(RULE):
+        verdict = f"breaks it, accepted: {escape(reason)}"
+    lines = [f"**Running release:** {verdict}", ""]
+    lines += [f"- {escape(line.split(': ', 1)[1])}" for line in found]
+    return "\n".join(lines) + "\n"
 
 
 def escape(text: str) -> str:
@@ -178,6 +204,7 @@ def revision_section(item: Linted, on_rows: RowsMeasured) -> str:
             code_block("\n".join(item.sql_lines), "sql"),
             findings_section(item),
             measured_section(item, on_rows),
+            release_section(item, on_rows),
             accepted_section(item),
         ]
     )
@@ -207,8 +234,8 @@ def review_markdown(everything: bool = False) -> tuple[str, str | None]:
     selection = select_revisions(script, everything)
     if not selection.revisions:
         return selection.reason, None
-    linted, problems = lint_revisions(script, selection.revisions)
-    on_rows = measure_on_rows(everything)
+    linted, problems = lint_revisions(script, selection.revisions, selection.ref)
+    on_rows = measure_on_rows(selection, everything)
     parts = [f"## Migration review\n\n{escape(selection.reason)}.\n"]
     parts += [revision_section(item, on_rows) for item in linted]
     if problems:

@@ -37,6 +37,7 @@ class Selection:
     reason: str
     start: str | None  # the commit the change started from: the base's merge base
     base: str  # the base ref as the user named it, or why there is none
+    ref: str | None = None  # the base ref itself: what the running release runs
 
 
 def oldest_first(script: ScriptDirectory) -> list[Script]:
@@ -105,12 +106,13 @@ def select_revisions(script: ScriptDirectory, everything: bool) -> Selection:
     start = merge_base(base) if base else None
     scope = f"all {len(revisions)} revision(s)" + (" (--all)" if everything else "")
     if start is None:
-        return Selection(revisions, f"{scope}; applied revisions not compared: {why}", None, why)
+        unchecked = f"applied revisions and the running release not checked: {why}"
+        return Selection(revisions, f"{scope}; {unchecked}", None, why)
     if everything:
-        return Selection(revisions, scope, start, why)
+        return Selection(revisions, scope, start, why, base)
     changed = changed_files(start)
     new = [revision for revision in revisions if Path(revision.path).resolve() in changed]
-    return Selection(new, f"{len(new)} revision(s) added or changed since {why}", start, why)
+    return Selection(new, f"{len(new)} revision(s) added or changed since {why}", start, why, base)
 
 
 class OfflineOutput(io.TextIOBase):

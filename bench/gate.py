@@ -11,15 +11,20 @@ migrations with their schema reads. Each nox session is also timed alone (the
 per-session split), and a cProfile of the pytest and lint sessions at 50
 revisions says where their time goes. The project is not a git checkout, so
 lint-migrations lints every revision and the gate runs every one on rows: the
-most they ever do.
+most they ever do. Row 4.15 times the running-release check on its own: with
+the history committed as the base, the base's models load in one process and
+select and insert on every table at head.
 """
 
 from __future__ import annotations
 
 import pstats
 import re
+import shutil
 import statistics
 from pathlib import Path
+
+from tests.support import git
 
 from .projects import History, alembic, run
 from .timing import Figure, alternate, measure, profile_summary
@@ -85,6 +90,32 @@ def climb_split(history: History, server_url: str) -> dict[str, list[float]]:
         for part, seconds in times.groupdict().items():
             found[part].append(float(seconds))
     return found
+
+
+RELEASE_CHECK = (
+    "import sys; from migration_gate.running_release import old_release; "
+    "release = old_release('bench-base', sys.argv[1]); "
+    "assert all('select' in table for table in release.tables.values())"
+)
+
+
+def running_release_check(history: History, database_url: str) -> list[float]:
+    """``old_release`` as the gate's test runs it, with the committed history as the base,
+    on the database at head; the project is a git checkout only meanwhile."""
+    project = history.project
+    alembic(project, "upgrade", "head", DATABASE_URL=database_url)
+    git(project.root, "init", "--quiet")
+    git(project.root, "add", "--all")
+    git(project.root, "commit", "--quiet", "--no-verify", "-m", "the base")
+    git(project.root, "tag", "bench-base")
+    try:
+        python = str(project.bin / "python")
+        return measure(
+            lambda: run(project, python, "-c", RELEASE_CHECK, database_url), runs=RUNS, warmup=1
+        )
+    finally:
+        shutil.rmtree(project.root / ".git")
+        alembic(project, "downgrade", "base", DATABASE_URL=database_url)
 
 
 def measure_gate(
@@ -165,6 +196,7 @@ def measure_gate(
         without_rows,
         bare[many],
     )
+    release_check = running_release_check(history, database_url)
     climb = climb_split(history, server_url)
     climb_figures = [
         Figure(
@@ -175,12 +207,20 @@ def measure_gate(
         )
         for index, (part, label) in enumerate(SPLIT.items())
     ]
+    release_figure = Figure(
+        "4.15",
+        f"  the running-release check, {many} revisions: the base ref's models (one process) "
+        "select and insert on every table at head",
+        release_check,
+        whole[many],
+        note="what a pull request with a base ref adds to the gate's tests",
+    )
     evidence = {
         f"profile_at_{many}": profiles(history, server_url, workdir),
         f"climb_at_{many}_s": {part: statistics.median(values) for part, values in climb.items()},
     }
     figures = [
         bare[few], whole[few], bare[many], whole[many], growth, *split, lint_per_revision,
-        no_rows, *climb_figures,
+        no_rows, *climb_figures, release_figure,
     ]  # fmt: skip
     return figures, evidence

@@ -55,6 +55,7 @@ def failure(error: BaseException, rows: ModuleType) -> dict[str, Any]:
         "sqlstate": sqlstate,
         "message": message,
         "column": getattr(diag, "column_name", None),
+        "constraint": getattr(diag, "constraint_name", None),
         "table": getattr(diag, "table_name", None),
     }
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from alembic.script import Script
 
+from .applied_revisions import squashes
 from .project import PACKAGE
 from .revisions import git, where
 from .schema_state import Change
@@ -35,6 +36,22 @@ ROWS = Path(__file__).with_name("rows.py")
 RULE = "breaks-running-release"
 RECIPES = "docs/safe-migrations.md"
 NOT_NULL_VIOLATION = "23502"
+# A constraint a new revision adds that the running release's rows break: the recipe.
+CONSTRAINT_RECIPES = {
+    "23514": (
+        "add-a-not-null-column",
+        "add the constraint NOT VALID, and validate it once no "
+        "running code writes rows that break it",
+    ),
+    "23505": (
+        "add-a-unique-constraint",
+        "add the unique constraint once no running code writes duplicates",
+    ),
+    "23503": (
+        "add-a-foreign-key",
+        "add the foreign key once no running code writes rows that point nowhere",
+    ),
+}
 
 
 class ReleaseUnavailable(Exception):
@@ -141,7 +158,8 @@ class Blame:
 
     @classmethod
     def of(cls, changes: list[tuple[Script, Change]], new: list[Script]) -> Blame:
-        new_ids = {revision.revision for revision in new}
+        """A squash baseline makes the schema the base already has: it changes nothing."""
+        new_ids = {revision.revision for revision in new if not squashes(revision)}
         return cls([(r, change) for r, change in reversed(changes) if r.revision in new_ids])
 
     def __call__(self, test: Callable[[Change], bool]) -> tuple[Script, Change] | None:
@@ -167,8 +185,8 @@ def breaks(
             else:
                 findings.notices.append(found_break)
         insert = found.get("insert") or {}
-        if insert.get("sqlstate"):
-            findings.breaks.append(insert_break(table, insert, blame))
+        if insert.get("sqlstate") and (inserted := insert_break(table, insert, blame)):
+            findings.breaks.append(inserted)
     return findings
 
 
@@ -196,9 +214,10 @@ def selected_gone(ref: str, table: str, column: str | None, blame: Blame) -> Bre
     )
 
 
-def insert_break(table: str, insert: dict[str, Any], blame: Blame) -> Break:
-    """What inserting one row of the old columns into the new schema breaks."""
-    column = insert.get("column")
+def insert_break(table: str, insert: dict[str, Any], blame: Blame) -> Break | None:
+    """What inserting one row of the old columns into the new schema breaks; None when no
+    new revision made what refused it (the base's schema refused that row as well)."""
+    column, constraint = insert.get("column"), insert.get("constraint")
     if insert["sqlstate"] == NOT_NULL_VIOLATION and column:
         made = blame(
             lambda change: any(
@@ -206,25 +225,33 @@ def insert_break(table: str, insert: dict[str, Any], blame: Blame) -> Break:
                 for line in change.added
             )
         )
-        return Break(
-            made[0] if made else None,
+        return made and Break(
+            made[0],
             f"inserts into {table} without {column}, which this revision makes NOT NULL with "
             "no default",
             "add-a-not-null-column",
             "add the column with a server default (or nullable) first, and make it required "
             "once no running code inserts without it",
         )
-    columns = f"column {qualified(table)}." if column is None else None
-    made = blame(
-        lambda change: (
-            mentions(change.added, table, column)
-            if column
-            else any(line.startswith(str(columns)) for line in change.added)
+    if constraint:
+        made = blame(
+            lambda change: any(
+                line.startswith(f"constraint {constraint} ") for line in change.added
+            )
         )
-    )
-    return Break(
-        made[0] if made else None,
+        recipe, how = CONSTRAINT_RECIPES.get(insert["sqlstate"], CONSTRAINT_RECIPES["23514"])
+    else:
+        made = blame(
+            lambda change: any(
+                line.startswith(f"column {qualified(table)}.{column or ''}")
+                for line in change.added
+            )
+        )
+        recipe, how = "change-a-columns-type", "keep the old shape working until the release "
+        how += "that stops writing it"
+    return made and Break(
+        made[0],
         f"inserts into {table}, which the new schema refuses ({insert['message']})",
-        "change-a-columns-type",
-        "keep the old shape working until the release that stops writing it",
+        recipe,
+        how,
     )

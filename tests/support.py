@@ -33,14 +33,21 @@ GIT_IDENTITY = {
 PROJECT_PYTHON = "3.12"
 
 
-def load_servers_module() -> ModuleType:
-    """The rendered projects' own test-server module, so both sides share one implementation."""
-    spec = importlib.util.spec_from_file_location("template_servers", SERVERS_MODULE)
+def load_gate_module(name: str) -> ModuleType:
+    """A standalone module of the rendered projects' gate (``servers``, ``rows``), loaded
+    from the template, so that both sides share one implementation."""
+    path = SERVERS_MODULE.with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"template_{name}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_servers_module() -> ModuleType:
+    """The rendered projects' own test-server module."""
+    return load_gate_module("servers")
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -10,13 +10,10 @@ that point at rows that exist, CHECKs that hold.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -24,22 +21,12 @@ import pytest
 import sqlalchemy as sa
 
 from .conftest import servers
-from .support import REPO
+from .support import load_gate_module
 
 ROWS = 20
 
 
-def load_rows_module() -> ModuleType:
-    path = REPO / "template" / "backend" / "migration_gate" / "rows.py"
-    spec = importlib.util.spec_from_file_location("template_rows", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rows = load_rows_module()
+rows = load_gate_module("rows")
 
 ZOO = """
 CREATE TYPE mood AS ENUM ('happy', 'sad', 'meh', 'curious');

@@ -39,9 +39,7 @@ def review(project: Project, **env: str) -> str:
     return result.stdout
 
 
-def revision(
-    project: Project, rev: str, upgrade: str, downgrade: str, accepted: str = ""
-) -> Path:
+def revision(project: Project, rev: str, upgrade: str, downgrade: str, accepted: str = "") -> Path:
     path = write_revision(project, rev, head_revision(project), upgrade, downgrade)
     if accepted:
         source = path.read_text()
@@ -111,7 +109,7 @@ def test_the_same_drop_in_two_pull_requests_passes_with_no_acceptance(
     assert "**Running release:** safe for the running release (release-1)." in summary
 
 
-RETIRED_NICKNAME = '''
+RETIRED_NICKNAME = """
 from typing import Any
 
 RETIRED = {"user.nickname"}
@@ -121,7 +119,7 @@ def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> 
     if type_ == "schema":
         return name in {None, "public"}
     return not (type_ == "column" and f"{parent_names['table_name']}.{name}" in RETIRED)
-'''
+"""
 
 
 def test_a_rename_in_one_step_breaks_the_running_release(project_with_history: Project) -> None:
@@ -172,8 +170,7 @@ def test_a_type_change_in_one_step_breaks_the_running_releases_inserts(
     revision(
         project,
         "7e7e7e7e7e7e",
-        "op.alter_column('team', 'title', type_=sa.Integer(), "
-        "postgresql_using='length(title)')",
+        "op.alter_column('team', 'title', type_=sa.Integer(), postgresql_using='length(title)')",
         "op.alter_column('team', 'title', type_=sa.String())",
         'accepted_hazards = {"changing-column-type": "a small table", '
         '"table-rewrite": "a small table"}',

@@ -74,9 +74,9 @@ def alembic(
 
 
 def new_project(template: Path, root: Path) -> Project:
-    """``copier copy --defaults``, then the documented ``uv sync``."""
+    """``copier copy --defaults``, then the documented ``uv sync --compile-bytecode``."""
     project = Project(render(template, root))
-    project.install()
+    compile_bytecode(project)
     return project
 
 

@@ -133,6 +133,49 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class LauncherSafeExecutor(PostgreSQLExecutor):
+    """pytest-postgresql's executor, stopped by ``pg_ctl stop`` alone.
+
+    Its launcher, ``pg_ctl start -w``, exits once the server is up. By teardown the
+    kernel may have given that pid to another process (pid_max is often 32768, and
+    a test run starts thousands), and mirakuru's stop signals the pid's process
+    group: another worker's server, say. So the launcher is only forgotten here,
+    as pytest-mysql's executor does.
+    """
+
+    def stop(self, sig: int | None = None, exp_sig: int | None = None) -> LauncherSafeExecutor:
+        subprocess.run(
+            [self.executable, "stop", "-D", self.datadir, "-m", "fast", "-w"],
+            capture_output=True,
+            check=True,
+            timeout=self._timeout,
+        )
+        self._clear_process()
+        return self
+
+
+def server_executor(pg_ctl: Path, workdir: Path, port: int) -> LauncherSafeExecutor:
+    """An executor for a new server in ``workdir``, run as an unprivileged account
+    when this process is root (PostgreSQL refuses to run as root)."""
+    executable = pg_ctl
+    if os.geteuid() == 0:
+        account = unprivileged_account()
+        os.chown(workdir, account.pw_uid, account.pw_gid)
+        executable = pg_ctl_as(account, pg_ctl, workdir)
+    return LauncherSafeExecutor(
+        executable=str(executable),
+        host="127.0.0.1",
+        port=port,
+        datadir=str(workdir / "data"),
+        unixsocketdir=str(workdir),
+        logfile=str(workdir / "server.log"),
+        startparams="-w",
+        dbname="postgres",
+        user="postgres",
+        postgres_options=FAST_UNSAFE_OPTIONS,
+    )
+
+
 @contextmanager
 def throwaway_server(
     port: int | None = None, pg_ctl: Path | None = None
@@ -145,26 +188,9 @@ def throwaway_server(
     if pg_ctl is None:
         raise NoServerError(NO_SERVER_HELP)
     workdir = Path(tempfile.mkdtemp(prefix="pytest-postgres-"))
-    executable = pg_ctl
-    if os.geteuid() == 0:
-        account = unprivileged_account()
-        os.chown(workdir, account.pw_uid, account.pw_gid)
-        executable = pg_ctl_as(account, pg_ctl, workdir)
     port = port or free_port()
-    executor = PostgreSQLExecutor(
-        executable=str(executable),
-        host="127.0.0.1",
-        port=port,
-        datadir=str(workdir / "data"),
-        unixsocketdir=str(workdir),
-        logfile=str(workdir / "server.log"),
-        startparams="-w",
-        dbname="postgres",
-        user="postgres",
-        postgres_options=FAST_UNSAFE_OPTIONS,
-    )
     try:
-        with executor:
+        with server_executor(pg_ctl, workdir, port):
             server = PostgresServer("127.0.0.1", port, "postgres", None, "postgres")
             require_passwords(server, workdir / "data")
             yield server

@@ -21,6 +21,7 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from traceback import walk_tb
 from typing import Any
@@ -188,14 +189,16 @@ def compare_extensions(
     upgrade_ops.ops[:0] = [CreateExtensionOp(name) for name in sorted(needed - installed)]
 
 
-def declared_distributions() -> set[str]:
-    """The distributions pyproject.toml's ``[project].dependencies`` name, normalized."""
+@cache
+def declared_distributions() -> frozenset[str]:
+    """The distributions pyproject.toml's ``[project].dependencies`` name, normalized
+    (read once a run, however many columns use an extension type)."""
     try:
         dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
     except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return set()
+        return frozenset()
     names = (re.match(r"[A-Za-z0-9._-]+", spec) for spec in dependencies)
-    return {normalized(name.group()) for name in names if name}
+    return frozenset(normalized(name.group()) for name in names if name)
 
 
 def normalized(distribution: str) -> str:

@@ -7,8 +7,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
+from mirakuru.base import ENV_UUID
+from mirakuru.base_env import processes_with_env
 
 from .conftest import servers
 
@@ -42,3 +45,21 @@ def test_stopping_a_server_signals_no_process_that_was_given_its_launchers_pid()
         bystander.kill()
         bystander.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_no_other_process_exiting_kills_a_server() -> None:
+    """mirakuru, imported by every gate run, SIGKILLs at its exit each process whose
+    ``mirakuru_uuid`` contains the exiting pid as a substring. A pid is a string of
+    digits, so no pid may be found in the mark of the server's processes: mirakuru's
+    own search, for each digit, finds none of them."""
+    with (
+        servers.throwaway_server() as server,
+        psycopg.connect(server.url(server.maintenance_db)) as connection,
+    ):
+        backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+        postmaster = psutil.Process(backend).ppid()
+        found = {
+            digit: processes_with_env(ENV_UUID, digit) & {backend, postmaster}
+            for digit in "0123456789"
+        }
+    assert not any(found.values()), f"the pids that would kill the server: {found}"

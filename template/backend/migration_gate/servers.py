@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -133,15 +134,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Turns a uuid's hex digits into letters: the mark stays unique and holds no digit.
+DIGITS_TO_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
 class LauncherSafeExecutor(PostgreSQLExecutor):
-    """pytest-postgresql's executor, stopped by ``pg_ctl stop`` alone.
+    """pytest-postgresql's executor, stopped by ``pg_ctl stop`` alone, whose processes
+    no other process's exit kills.
 
     Its launcher, ``pg_ctl start -w``, exits once the server is up. By teardown the
     kernel may have given that pid to another process (pid_max is often 32768, and
     a test run starts thousands), and mirakuru's stop signals the pid's process
     group: another worker's server, say. So the launcher is only forgotten here,
     as pytest-mysql's executor does.
+
+    mirakuru also marks the server's processes with ``mirakuru_uuid``, and every
+    process that imports it SIGKILLs, when it exits, each process whose mark
+    contains its own pid as a substring (mirakuru's ``cleanup_subprocesses``).
+    Its mark is ``<pid>:<uuid4>``, in which a pid such as 5123 turns up often
+    enough over the thousands of processes a run starts; so the mark here has no
+    digits, and no pid matches it.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._uuid = uuid.uuid4().hex.translate(DIGITS_TO_LETTERS)
 
     def stop(self, sig: int | None = None, exp_sig: int | None = None) -> LauncherSafeExecutor:
         subprocess.run(

@@ -14,6 +14,10 @@ Rows 2.5 and 2.6 time ``uv run alembic current`` without and with
 ``compile-bytecode = true`` in ``[tool.uv]``, the setting this template used to
 ship: with it, uv compiles the whole venv again before every ``uv run``
 (astral-sh/uv#12202) and says so.
+
+Rows 2.7 and 2.8 time Alembic's command line with and without the last garbage
+collection at exit that ``db/quick_exit.py`` skips: the same ``alembic current``
+through ``python -c``, once with env.py's ``atexit`` handler taken out again.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ GOAL = 1.10  # the documented install should start as fast as a compiled one
 
 def current(project: Project, *, bytecode_writes: bool = True) -> None:
     alembic(project, "current", bytecode_writes=bytecode_writes)
+
+
+ALEMBIC_MAIN = "import atexit, gc; from alembic.config import main; main(argv=['current'])"
+
+
+def current_through_main(project: Project, *, collect_at_exit: bool) -> None:
+    """``alembic current`` through Alembic's ``main``; with ``collect_at_exit``, the exit
+    collects the whole heap again, as before ``db/quick_exit.py``."""
+    code = ALEMBIC_MAIN + ("; atexit.unregister(gc.freeze)" if collect_at_exit else "")
+    run(project, str(project.bin / "python"), "-c", code)
 
 
 def bytecode_files(project: Project) -> set[Path]:
@@ -102,6 +116,16 @@ def measure_startup(project: Project) -> tuple[list[Figure], dict]:
             "no_writes": (lambda: current(project, bytecode_writes=False), as_installed, None),
             "first_run": (lambda: current(project), as_installed, None),
             "uncompiled": (lambda: current(project, bytecode_writes=False), no_bytecode, None),
+            "quick_exit": (
+                lambda: current_through_main(project, collect_at_exit=False),
+                compiled,
+                None,
+            ),
+            "collected_exit": (
+                lambda: current_through_main(project, collect_at_exit=True),
+                compiled,
+                None,
+            ),
         }
     )
     importtime_uncompiled = alembic(
@@ -157,6 +181,22 @@ def measure_startup(project: Project) -> tuple[list[Figure], dict]:
             samples["uv_run_setting"],
             uv_run,
             note="uv compiles the whole venv again before every uv run, and prints it",
+        ),
+    ]
+    quick_exit = Figure(
+        "2.7",
+        "alembic current through alembic.config.main, venv compiled (the exit skips the last "
+        "garbage collection)",
+        samples["quick_exit"],
+    )
+    figures += [
+        quick_exit,
+        Figure(
+            "2.8",
+            "the same with the last garbage collection at exit (the handler taken out)",
+            samples["collected_exit"],
+            quick_exit,
+            note="what every alembic, db-deploy, db-doctor and gate process paid at exit before",
         ),
     ]
     add, remove = with_compile_setting(project)

@@ -24,6 +24,7 @@ from pathlib import Path
 from alembic.util import CommandError
 
 from .lint import lint_migrations
+from .project import skip_garbage_collection_at_exit
 
 
 def one_line(error: Exception) -> str:
@@ -81,6 +82,7 @@ def adopt() -> int:
 
 
 def main() -> int:
+    skip_garbage_collection_at_exit()
     parser = argparse.ArgumentParser(prog="python -m migration_gate")
     commands = parser.add_subparsers(dest="command", required=True)
     lint = commands.add_parser("lint-migrations", help="squawk on new revisions' SQL")

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from .project import engine_for, project_config
+from .project import engine_for, project_config, skip_garbage_collection_at_exit
 from .servers import (
     NoServerError,
     PostgresServer,
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 # The databases the gate's tests climbed (``checks.py``), for the report.
 CLIMBED = pytest.StashKey[list["HistoryDatabase"]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skip_garbage_collection_at_exit()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

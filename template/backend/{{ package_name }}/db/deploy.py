@@ -37,6 +37,7 @@ from sqlalchemy import text
 
 from .doctor import alembic_config
 from .migrate import connect_with_retry, first_line, migration_engine
+from .quick_exit import skip_garbage_collection_at_exit
 from .settings import migration_target
 
 
@@ -211,6 +212,7 @@ def fail(reason: str) -> int:
 
 
 def main() -> int:
+    skip_garbage_collection_at_exit()
     config_file = alembic_config().config_file_name
     if config_file:
         logging.config.fileConfig(config_file, disable_existing_loggers=False)

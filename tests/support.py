@@ -129,9 +129,10 @@ class Project:
 
     def install(self) -> None:
         """``uv sync``: the documented ``--compile-bytecode`` runs as written in
-        test_workflow.py; here each import compiles as it first runs (``uv_env``)."""
+        test_workflow.py; here each import compiles as it first runs (``uv_env``), also in
+        a project of an older version whose ``[tool.uv]`` still sets compile-bytecode."""
         subprocess.run(
-            ["uv", "sync", "--quiet", "--python", self.python],
+            ["uv", "sync", "--quiet", "--no-compile-bytecode", "--python", self.python],
             cwd=self.backend,
             env=uv_env(),
             check=True,
@@ -266,8 +267,31 @@ def write_revision(project: Project, rev: str, down: str, upgrade: str, downgrad
     return path
 
 
+def revision_ids(path: Path) -> tuple[str, tuple[str, ...]]:
+    """A revision file's ``revision`` and its ``down_revision`` ids, as the file assigns them."""
+    found: dict[str, object] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        elif isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                found[target.id] = ast.literal_eval(value)
+    down = found.get("down_revision")
+    parents = (down,) if isinstance(down, str) else tuple(down or ())  # type: ignore[arg-type]
+    return str(found["revision"]), parents
+
+
 def head_revision(project: Project) -> str:
-    return project.alembic("heads").stdout.split()[0]
+    """The one head of the project's revisions, read from their files: the revision that no
+    other revises (``alembic heads`` says the same, in a process of its own)."""
+    ids = [revision_ids(path) for path in project.revision_files()]
+    revised = {parent for _, parents in ids for parent in parents}
+    [head] = [revision for revision, _ in ids if revision not in revised]
+    return head
 
 
 MARKED_BLOCK = re.compile(r"<!-- recipe: (\S+) -->\n```python\n(.*?)```", re.DOTALL)

@@ -206,7 +206,9 @@ def customize_like_a_team(
     older_starter = "def include_object" in hooks.read_text()
     append(hooks, HOOKS_EXTENSION if older_starter else HOOKS_FILTER)
     (project.backend / "tests" / "test_models.py").write_text(USER_TEST)
-    added = project.run("uv", "add", "--quiet", ADDED_DEPENDENCY)
+    # Older versions set compile-bytecode in [tool.uv]: the sync of `uv add` would compile
+    # the whole venv, which these projects' first imports do as they need it (Project.install).
+    added = project.run("uv", "add", "--quiet", "--no-compile-bytecode", ADDED_DEPENDENCY)
     assert added.returncode == 0, output(added)
     append(root / ".gitignore", GITIGNORE_LINE)
     deploy = root / ".github/workflows/deploy-migrations.yml"

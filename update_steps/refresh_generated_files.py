@@ -4,8 +4,8 @@
   ``uv lock`` adds what the template's new lines need and keeps every pin they allow.
 - ``backend/docs/schema.md``, which the template's code generates from the
   project's models and revisions: when the update may have changed it (the page
-  is new, or so is the code), the project's own ``schema-docs`` session writes
-  it again. A page without the generator's header is the project's own text and
+  is new, or so is the code), what the project's ``schema-docs`` session runs
+  writes it again. A page without the generator's header is the project's own text and
   stays as it is.
 
 Each file it rewrites is named, to be reviewed and committed with the update; a
@@ -36,9 +36,10 @@ GENERATOR = (f"{BACKEND}/tests/migration_gate/", f"{BACKEND}/migration_gate/")
 
 
 def schema_docs_command() -> list[str]:
-    """The project's own session: the noxfile just merged knows where the new version
-    keeps the gate's tooling, so this follows the tooling when a version moves it."""
-    return ["uvx", "nox", "-s", "schema-docs"]
+    """What the project's ``schema-docs`` session runs, without nox's start-up (about
+    1 s): this step comes with the version just merged, so it knows where that version
+    keeps the gate's tooling."""
+    return ["uv", "run", "python", "-m", "migration_gate", "schema-docs"]
 
 
 def in_backend(command: list[str]) -> subprocess.CompletedProcess[str] | None:

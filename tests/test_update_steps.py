@@ -6,6 +6,7 @@ is in test_update_history.py."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import tomllib
@@ -35,10 +36,14 @@ def step_module(name: str) -> ModuleType:
         sys.path.remove(str(STEPS))
 
 
-def run_step(root: Path, name: str) -> list[str]:
+def run_step(root: Path, name: str, **extra_env: str) -> list[str]:
     """The step as copier.yml runs it, from the project root; its report lines."""
     ran = subprocess.run(
-        [sys.executable, str(STEPS / f"{name}.py")], cwd=root, capture_output=True, text=True
+        [sys.executable, str(STEPS / f"{name}.py")],
+        cwd=root,
+        env={**os.environ, **extra_env},
+        capture_output=True,
+        text=True,
     )
     assert ran.returncode == 0 and "Traceback" not in ran.stderr, output(ran)
     return [line for line in ran.stdout.splitlines() if line.startswith("copier update: ")]
@@ -229,3 +234,31 @@ def test_with_a_conflict_left_the_generated_files_wait_and_the_report_says_for_w
     ]
     assert (root / "backend/docs/schema.md").read_text() == page
     assert run_step(root, "report")[-1].endswith(f"then git add: {generator}")
+
+
+def test_the_interpreter_of_whatever_runs_copier_is_not_the_projects(
+    updated_project: Project,
+) -> None:
+    """A nox session that runs ``copier update`` sets ``UV_PYTHON`` (with ``VIRTUAL_ENV``) to
+    its own venv, here one on Python 3.11; the project wants 3.12 or newer, and its uv
+    commands use its own interpreter."""
+    assert sys.version_info < (3, 12), "the sessions' own Python (noxfile.py) is older"
+    root = updated_project.root
+    locked = updated_project.run("uv", "lock", "--quiet")
+    assert locked.returncode == 0, output(locked)
+    commit_all(root, "Our lock")
+    pyproject = root / "backend/pyproject.toml"
+    pyproject.write_text(appended(pyproject.read_text(), ADDED))
+    caller = str(Path(sys.executable).parents[1])
+
+    report = run_step(
+        root, "refresh_generated_files", UV_PYTHON=caller, VIRTUAL_ENV=caller,
+        UV_PROJECT_ENVIRONMENT=caller,
+    )  # fmt: skip
+
+    assert report == [
+        "copier update: backend/uv.lock is re-locked for the new backend/pyproject.toml: "
+        "commit it with the update"
+    ]
+    lock = tomllib.loads((root / "backend/uv.lock").read_text())
+    assert "pyyaml" in {package["name"] for package in lock["package"]}

@@ -30,8 +30,9 @@ def at_head(path: str) -> str | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
-# Name the environment of whatever runs Copier (uvx, a nox session), not the project's.
-CALLERS_ENVIRONMENT = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
+# Name the environment of whatever runs Copier (uvx, a nox session), not the project's:
+# a nox session sets all three to its own venv, whose Python the project may not accept.
+CALLERS_ENVIRONMENT = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_PYTHON")
 
 
 def tool_environment() -> dict[str, str]:

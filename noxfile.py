@@ -29,7 +29,8 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 
 
 def select_pyenv_interpreters() -> None:
-    """pyenv's `python3.12` shim answers only while 3.12 is selected: select every 3.12+."""
+    """pyenv's `python3.11` shim answers only while 3.11 is selected: select every 3.11+
+    (the sessions' 3.11 and the projects' 3.12 and 3.13)."""
     if "PYENV_VERSION" in os.environ or shutil.which("pyenv") is None:
         return
     pyenv = ["pyenv", "versions", "--bare", "--skip-aliases"]
@@ -37,7 +38,7 @@ def select_pyenv_interpreters() -> None:
     current = subprocess.run(
         ["pyenv", "version-name"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    wanted = [current, *(v for v in versions if re.fullmatch(r"3\.1[2-9]\.\d+", v))]
+    wanted = [current, *(v for v in versions if re.fullmatch(r"3\.1[1-9]\.\d+", v))]
     os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys(filter(None, wanted)))
 
 

@@ -22,44 +22,59 @@ from sqlalchemy import Engine
 # User objects have OIDs from FirstNormalObjectId (16384) up, so the catalogs'
 # own rows are skipped without a scan. An extension's own functions and tables
 # come and go with its "extension" line, so they are not listed one by one.
-SCHEMA_LINES = r"""
-WITH member AS (
-    SELECT classid, objid FROM pg_depend WHERE deptype = 'e' AND objid >= 16384
-), relation AS (
-    SELECT c.oid, c.relkind, n.nspname || '.' || c.relname AS name
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.oid >= 16384 AND n.nspname NOT LIKE 'pg\_%'
-      AND c.relname NOT IN ('alembic_version', 'alembic_version_pkc')
-      AND (c.oid NOT IN (SELECT objid FROM member WHERE classid = 'pg_class'::regclass))
-)
-SELECT CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+RELATIONS = r"""
+SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid >= 16384 AND n.nspname NOT LIKE 'pg\_%' AND c.relkind NOT IN ('i', 'I', 't')
+  AND c.relname <> 'alembic_version'
+  AND c.oid NOT IN (SELECT objid FROM pg_depend WHERE deptype = 'e' AND objid >= 16384
+                    AND classid = 'pg_class'::regclass)
+"""
+# The lines of the relations $1 names (tables, views, sequences...), each with its relation:
+# its own line, and those of its columns, indexes, constraints and triggers.
+RELATION_LINES = r"""
+SELECT c.oid, CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
     WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
-    WHEN 'c' THEN 'composite type' ELSE 'relation' END || ' ' || r.name
-FROM relation r WHERE r.relkind NOT IN ('i', 'I', 't')
+    WHEN 'c' THEN 'composite type' ELSE 'relation' END || ' ' || n.nspname || '.' || c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1)
 UNION ALL
-SELECT 'index ' || r.name || ' on ' || t.name || ': ' || pg_get_indexdef(i.indexrelid)
+SELECT t.oid, 'index ' || xn.nspname || '.' || x.relname || ' on ' || tn.nspname || '.'
+    || t.relname || ': ' || pg_get_indexdef(i.indexrelid)
     || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END
-FROM pg_index i JOIN relation r ON r.oid = i.indexrelid JOIN relation t ON t.oid = i.indrelid
+FROM pg_index i
+JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace xn ON xn.oid = x.relnamespace
+JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE i.indrelid = ANY($1) AND x.relname <> 'alembic_version_pkc'
 UNION ALL
-SELECT 'column ' || r.name || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+SELECT c.oid, 'column ' || n.nspname || '.' || c.relname || '.' || a.attname || ' '
+    || format_type(a.atttypid, a.atttypmod)
     || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
     || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
     || CASE WHEN a.attidentity <> '' THEN ' identity' ELSE '' END
     || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
-FROM relation r
-JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE r.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+WHERE c.oid = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
 UNION ALL
-SELECT 'constraint ' || k.conname || ' (' || CASE k.contype
+SELECT c.oid, 'constraint ' || k.conname || ' (' || CASE k.contype
     WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique'
     WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' WHEN 'n' THEN 'not null'
-    ELSE k.contype::text END || ') on ' || r.name || ': ' || pg_get_constraintdef(k.oid)
-FROM relation r JOIN pg_constraint k ON k.conrelid = r.oid
+    ELSE k.contype::text END || ') on ' || n.nspname || '.' || c.relname || ': '
+    || pg_get_constraintdef(k.oid)
+FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE k.conrelid = ANY($1)
 UNION ALL
-SELECT 'trigger ' || g.tgname || ' on ' || r.name
-FROM relation r JOIN pg_trigger g ON g.tgrelid = r.oid AND NOT g.tgisinternal
-UNION ALL
+SELECT c.oid, 'trigger ' || g.tgname || ' on ' || n.nspname || '.' || c.relname
+FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE g.tgrelid = ANY($1) AND NOT g.tgisinternal
+"""
+# Everything else: schemas, extensions, types (enum labels in order), functions.
+OTHER_LINES = r"""
+WITH member AS (
+    SELECT classid, objid FROM pg_depend WHERE deptype = 'e' AND objid >= 16384
+)
 SELECT 'type ' || n.nspname || '.' || t.typname || CASE t.typtype WHEN 'e' THEN ' (enum: '
     || coalesce((SELECT string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)
                  FROM pg_enum e WHERE e.enumtypid = t.oid), '') || ')'
@@ -76,6 +91,78 @@ SELECT 'function ' || p.oid::regprocedure::text FROM pg_proc p WHERE p.oid >= 16
   AND p.oid NOT IN (SELECT objid FROM member WHERE classid = 'pg_proc'::regclass)
   AND p.pronamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname LIKE 'pg\_%')
 """
+# What may have changed a relation's lines since the transaction $1 (a mark): each catalog
+# row written since then, and each object that depends on one of them (a foreign key on a
+# renamed column, a default on a renamed sequence, a column of a renamed type), by the
+# relation it belongs to. A write that leaves no row behind (a dropped index, constraint,
+# trigger or default) changes its relation's counts instead, and so does a validity
+# flag; a renamed schema or a new extension changes every relation.
+CHANGES = r"""
+WITH owner AS (
+    SELECT 'pg_class'::regclass AS classid, indexrelid AS objid, indrelid AS relation
+    FROM pg_index WHERE indexrelid >= 16384
+    UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid FROM pg_constraint
+    WHERE oid >= 16384 AND conrelid <> 0
+    UNION ALL SELECT 'pg_attrdef'::regclass, oid, adrelid FROM pg_attrdef WHERE oid >= 16384
+    UNION ALL SELECT 'pg_rewrite'::regclass, oid, ev_class FROM pg_rewrite WHERE oid >= 16384
+    UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid FROM pg_trigger WHERE oid >= 16384
+    UNION ALL SELECT 'pg_type'::regclass, oid, typrelid FROM pg_type
+    WHERE oid >= 16384 AND typrelid <> 0
+), written AS (
+    SELECT 'pg_class'::regclass AS classid, oid AS objid FROM pg_class
+    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_class'::regclass, attrelid FROM pg_attribute
+    WHERE attrelid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_class'::regclass, indexrelid FROM pg_index
+    WHERE indexrelid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_constraint'::regclass, oid FROM pg_constraint
+    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_attrdef'::regclass, oid FROM pg_attrdef
+    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_rewrite'::regclass, oid FROM pg_rewrite
+    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_trigger'::regclass, oid FROM pg_trigger
+    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_type'::regclass, oid FROM pg_type WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_proc'::regclass, oid FROM pg_proc WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_collation'::regclass, oid FROM pg_collation
+    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_operator'::regclass, oid FROM pg_operator
+    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT 'pg_opclass'::regclass, oid FROM pg_opclass
+    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    UNION SELECT classid, objid FROM pg_depend WHERE objid >= 16384 AND age(xmin) <= age($1)
+), affected AS (
+    SELECT classid, objid FROM written
+    UNION SELECT d.classid, d.objid FROM pg_depend d
+    JOIN written w ON d.refclassid = w.classid AND d.refobjid = w.objid
+)
+SELECT ARRAY(
+    SELECT DISTINCT coalesce(o.relation, a.objid)::bigint FROM affected a
+    LEFT JOIN owner o ON o.classid = a.classid AND o.objid = a.objid
+    WHERE o.relation IS NOT NULL OR a.classid = 'pg_class'::regclass
+), ARRAY(
+    SELECT relation || ' ' || string_agg(counts, ' ' ORDER BY counts) FROM (
+        SELECT indrelid AS relation,
+            'indexes ' || count(*) || ' ' || count(*) FILTER (WHERE NOT indisvalid) AS counts
+        FROM pg_index WHERE indexrelid >= 16384 GROUP BY indrelid
+        UNION ALL
+        SELECT conrelid,
+            'constraints ' || count(*) || ' ' || count(*) FILTER (WHERE NOT convalidated)
+        FROM pg_constraint WHERE oid >= 16384 AND conrelid <> 0 GROUP BY conrelid
+        UNION ALL
+        SELECT tgrelid, 'triggers ' || count(*) FROM pg_trigger WHERE oid >= 16384 GROUP BY tgrelid
+        UNION ALL
+        SELECT adrelid, 'defaults ' || count(*) FROM pg_attrdef WHERE oid >= 16384 GROUP BY adrelid
+    ) parts GROUP BY relation
+), EXISTS (
+    SELECT FROM pg_namespace WHERE oid >= 16384 AND age(xmin) <= age($1)
+      AND nspname NOT LIKE 'pg\_%'
+) OR EXISTS (SELECT FROM pg_extension WHERE oid >= 16384 AND age(xmin) <= age($1))
+"""
+# The oldest transaction that may still write: catalog rows written after a read have an
+# xmin from it on.
+MARK = "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296)::text"
 # What a reader looks for first; a table's own columns, indexes, constraints and
 # triggers are not listed beside it.
 KINDS = (
@@ -109,18 +196,64 @@ def own_connection(engine: Engine) -> Any:
 class SchemaReader:
     """Reads a database's schema over a connection of its own, so it sees committed work only.
 
-    The query is prepared once, as the gate reads the schema twice per revision;
-    the connection leaves the engine's pool, so no one else gets it prepared.
+    The gate reads the schema twice per revision, and a revision changes a few
+    relations, so a read renders only the relations whose catalog rows were
+    written since the last read (``CHANGES``), and keeps the lines of the rest.
+    The queries are prepared once, with generic plans; the connection leaves
+    the engine's pool, so no one else gets them prepared.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._connection = own_connection(engine)
         self._cursor = self._connection.cursor()
-        self._cursor.execute(f"PREPARE schema_lines AS {SCHEMA_LINES}")
+        # A plan made on the empty database serves the whole climb; compiling one is slower
+        # than running it.
+        self._cursor.execute("SET plan_cache_mode = force_generic_plan")
+        self._cursor.execute("SET jit = off")
+        self._cursor.execute(f"PREPARE schema_relations AS {RELATIONS}")
+        self._cursor.execute(f"PREPARE schema_relation_lines(oid[]) AS {RELATION_LINES}")
+        self._cursor.execute(f"PREPARE schema_other_lines AS {OTHER_LINES}")
+        self._cursor.execute(f"PREPARE schema_changes(xid) AS {CHANGES}")
+        self._relation_lines: dict[int, frozenset[str]] = {}
+        self._counts: frozenset[str] = frozenset()  # of each relation's indexes, constraints...
+        self._mark: str | None = None
 
     def lines(self) -> frozenset[str]:
-        self._cursor.execute("EXECUTE schema_lines")
-        return frozenset(line for (line,) in self._cursor.fetchall())
+        """The schema now; what cannot have changed since the last read is not read again."""
+        mark = self._fetch_one(MARK)
+        stale = self._stale(since=self._mark or mark)
+        current = {oid for (oid,) in self._fetch("EXECUTE schema_relations")}
+        for oid in self._relation_lines.keys() - current:
+            del self._relation_lines[oid]
+        wanted = sorted(oid for oid in current if oid not in self._relation_lines
+                        or stale is None or oid in stale)  # fmt: skip
+        if wanted:
+            found: dict[int, set[str]] = {oid: set() for oid in wanted}
+            listed = ",".join(map(str, wanted))
+            for oid, line in self._fetch(f"EXECUTE schema_relation_lines('{{{listed}}}')"):
+                found[oid].add(line)
+            self._relation_lines.update((oid, frozenset(lines)) for oid, lines in found.items())
+        self._mark = mark
+        others = frozenset(line for (line,) in self._fetch("EXECUTE schema_other_lines"))
+        return others.union(*self._relation_lines.values())
+
+    def _stale(self, since: str) -> set[int] | None:
+        """The relations whose lines may have changed since the mark; None for every one."""
+        self._cursor.execute(f"EXECUTE schema_changes('{since}')")
+        changed, counts, everything = self._cursor.fetchone()
+        stale = set(changed)
+        now = frozenset(counts)
+        stale |= {int(entry.split(" ", 1)[0]) for entry in now ^ self._counts}
+        self._counts = now
+        return None if everything or self._mark is None else stale
+
+    def _fetch(self, statement: str) -> list[Any]:
+        self._cursor.execute(statement)
+        return self._cursor.fetchall()
+
+    def _fetch_one(self, statement: str) -> str:
+        self._cursor.execute(statement)
+        return self._cursor.fetchone()[0]
 
     def close(self) -> None:
         self._cursor.close()

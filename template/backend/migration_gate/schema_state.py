@@ -30,45 +30,43 @@ WHERE c.oid >= 16384 AND n.nspname NOT LIKE 'pg\_%' AND c.relkind NOT IN ('i', '
                     AND classid = 'pg_class'::regclass)
 """
 # The lines of the relations $1 names (tables, views, sequences...), each with its relation:
-# its own line, and those of its columns, indexes, constraints and triggers.
+# its own line, and those of its columns, indexes, constraints and triggers. Each is found
+# from its relation by an index, however many relations there are.
 RELATION_LINES = r"""
-SELECT c.oid, CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+WITH relation AS (
+    SELECT c.oid, c.relkind, n.nspname, n.nspname || '.' || c.relname AS name
+    FROM unnest($1::oid[]) wanted (oid) JOIN pg_class c ON c.oid = wanted.oid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+)
+SELECT r.oid, CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
     WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
-    WHEN 'c' THEN 'composite type' ELSE 'relation' END || ' ' || n.nspname || '.' || c.relname
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1)
+    WHEN 'c' THEN 'composite type' ELSE 'relation' END || ' ' || r.name
+FROM relation r
 UNION ALL
-SELECT t.oid, 'index ' || xn.nspname || '.' || x.relname || ' on ' || tn.nspname || '.'
-    || t.relname || ': ' || pg_get_indexdef(i.indexrelid)
-    || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END
-FROM pg_index i
-JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace xn ON xn.oid = x.relnamespace
-JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
-WHERE i.indrelid = ANY($1) AND x.relname <> 'alembic_version_pkc'
+SELECT r.oid, 'index ' || r.nspname || '.' || x.relname || ' on ' || r.name || ': '
+    || pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END
+FROM relation r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class x ON x.oid = i.indexrelid
+WHERE x.relname <> 'alembic_version_pkc'
 UNION ALL
-SELECT c.oid, 'column ' || n.nspname || '.' || c.relname || '.' || a.attname || ' '
+SELECT r.oid, 'column ' || r.name || '.' || a.attname || ' '
     || format_type(a.atttypid, a.atttypmod)
     || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
     || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
     || CASE WHEN a.attidentity <> '' THEN ' identity' ELSE '' END
     || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+FROM relation r
+JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE c.oid = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+WHERE r.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
 UNION ALL
-SELECT c.oid, 'constraint ' || k.conname || ' (' || CASE k.contype
+SELECT r.oid, 'constraint ' || k.conname || ' (' || CASE k.contype
     WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique'
     WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' WHEN 'n' THEN 'not null'
-    ELSE k.contype::text END || ') on ' || n.nspname || '.' || c.relname || ': '
-    || pg_get_constraintdef(k.oid)
-FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE k.conrelid = ANY($1)
+    ELSE k.contype::text END || ') on ' || r.name || ': ' || pg_get_constraintdef(k.oid)
+FROM relation r JOIN pg_constraint k ON k.conrelid = r.oid
 UNION ALL
-SELECT c.oid, 'trigger ' || g.tgname || ' on ' || n.nspname || '.' || c.relname
-FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE g.tgrelid = ANY($1) AND NOT g.tgisinternal
+SELECT r.oid, 'trigger ' || g.tgname || ' on ' || r.name
+FROM relation r JOIN pg_trigger g ON g.tgrelid = r.oid AND NOT g.tgisinternal
 """
 # Everything else: schemas, extensions, types (enum labels in order), functions.
 OTHER_LINES = r"""

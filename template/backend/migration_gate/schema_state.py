@@ -129,7 +129,6 @@ WITH owner AS (
     WHERE oid >= 16384 AND age(xmin) <= age($1)
     UNION SELECT 'pg_opclass'::regclass, oid FROM pg_opclass
     WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT classid, objid FROM pg_depend WHERE objid >= 16384 AND age(xmin) <= age($1)
 ), affected AS (
     SELECT classid, objid FROM written
     UNION SELECT d.classid, d.objid FROM pg_depend d
@@ -140,18 +139,16 @@ SELECT ARRAY(
     LEFT JOIN owner o ON o.classid = a.classid AND o.objid = a.objid
     WHERE o.relation IS NOT NULL OR a.classid = 'pg_class'::regclass
 ), ARRAY(
-    SELECT relation || ' ' || string_agg(counts, ' ' ORDER BY counts) FROM (
-        SELECT indrelid AS relation,
-            'indexes ' || count(*) || ' ' || count(*) FILTER (WHERE NOT indisvalid) AS counts
-        FROM pg_index WHERE indexrelid >= 16384 GROUP BY indrelid
-        UNION ALL
-        SELECT conrelid,
-            'constraints ' || count(*) || ' ' || count(*) FILTER (WHERE NOT convalidated)
-        FROM pg_constraint WHERE oid >= 16384 AND conrelid <> 0 GROUP BY conrelid
-        UNION ALL
-        SELECT tgrelid, 'triggers ' || count(*) FROM pg_trigger WHERE oid >= 16384 GROUP BY tgrelid
-        UNION ALL
-        SELECT adrelid, 'defaults ' || count(*) FROM pg_attrdef WHERE oid >= 16384 GROUP BY adrelid
+    SELECT concat_ws(' ', relation, sum(indexes), sum(invalid), sum(constraints),
+                     sum(not_valid), sum(triggers), sum(defaults))
+    FROM (
+        SELECT indrelid AS relation, 1 AS indexes, (NOT indisvalid)::int AS invalid,
+            0 AS constraints, 0 AS not_valid, 0 AS triggers, 0 AS defaults
+        FROM pg_index WHERE indexrelid >= 16384
+        UNION ALL SELECT conrelid, 0, 0, 1, (NOT convalidated)::int, 0, 0 FROM pg_constraint
+        WHERE oid >= 16384 AND conrelid <> 0
+        UNION ALL SELECT tgrelid, 0, 0, 0, 0, 1, 0 FROM pg_trigger WHERE oid >= 16384
+        UNION ALL SELECT adrelid, 0, 0, 0, 0, 0, 1 FROM pg_attrdef WHERE oid >= 16384
     ) parts GROUP BY relation
 ), EXISTS (
     SELECT FROM pg_namespace WHERE oid >= 16384 AND age(xmin) <= age($1)

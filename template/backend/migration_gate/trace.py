@@ -125,6 +125,10 @@ class Trace:
         """After the revision: ``now`` is which tables exist, by name, with their oids."""
         measured = self.locked()
         after = self.read_storage()
+        indexes_of: dict[int, list[tuple[int, int]]] = {}
+        for index, (index_filenode, owner) in after.items():
+            if index != owner:
+                indexes_of.setdefault(owner, []).append((index, index_filenode))
         for oid, (filenode, table) in self.storage.items():
             if oid != table:
                 continue
@@ -135,10 +139,9 @@ class Trace:
                 continue
             rebuilt = [
                 index
-                for index, (index_filenode, owner) in after.items()
-                if owner == oid and index != oid
-                and (index not in self.storage or self.storage[index][0] != index_filenode)
-            ]  # fmt: skip
+                for index, index_filenode in indexes_of.get(oid, [])
+                if index not in self.storage or self.storage[index][0] != index_filenode
+            ]
             if after[oid][0] != filenode:  # its indexes were rebuilt with it, some anew
                 measured.rewritten[name] = len(rebuilt)
             elif reindexed := [index for index in rebuilt if index in self.storage]:

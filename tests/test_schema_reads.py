@@ -54,33 +54,29 @@ STEPS = {
     "a trigger is dropped, and nothing else": "DROP TRIGGER member_touch ON member",
     "a default is dropped": "ALTER TABLE member ALTER COLUMN name DROP DEFAULT",
     "a column changes type": "ALTER TABLE member ALTER COLUMN name TYPE varchar(20)",
-    "a column of a table's row type, then the table renamed": """
-        CREATE TABLE holder (id integer PRIMARY KEY, item squad);
-        ALTER TABLE squad RENAME TO crew;
-    """,
-    "the domain of a column is renamed": """
+    "a column of a table's row type": "CREATE TABLE holder (id integer PRIMARY KEY, item squad)",
+    "the table whose row type a column has is renamed": "ALTER TABLE squad RENAME TO crew",
+    "a column of a domain": """
         CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
         ALTER TABLE holder ADD COLUMN amount positive;
-        ALTER DOMAIN positive RENAME TO strictly_positive;
     """,
-    "the function a default calls is renamed": """
+    "the domain of a column is renamed": "ALTER DOMAIN positive RENAME TO strictly_positive",
+    "a default that calls a function": """
         CREATE FUNCTION next_code() RETURNS text LANGUAGE sql AS $$SELECT 'c'$$;
         ALTER TABLE holder ADD COLUMN code text DEFAULT next_code();
-        ALTER FUNCTION next_code() RENAME TO code_after;
     """,
-    "a view, then a column it reads renamed": """
-        CREATE VIEW crew_names AS SELECT team_id, name FROM crew;
-        ALTER TABLE crew RENAME COLUMN name TO title;
-    """,
+    "the function a default calls is renamed": "ALTER FUNCTION next_code() RENAME TO code_after",
+    "a view": "CREATE VIEW crew_names AS SELECT team_id, name FROM crew",
+    "a column the view reads is renamed": "ALTER TABLE crew RENAME COLUMN name TO title",
     "identity and generated columns": """
         ALTER TABLE holder ADD COLUMN serial_no bigint GENERATED ALWAYS AS IDENTITY;
         ALTER TABLE holder ADD COLUMN twice integer GENERATED ALWAYS AS (id * 2) STORED;
     """,
-    "a schema, a table in it, then the schema renamed": """
+    "a schema and a table in it": """
         CREATE SCHEMA app;
         CREATE TABLE app.log (id serial PRIMARY KEY, crew_id integer REFERENCES crew (team_id));
-        ALTER SCHEMA app RENAME TO audit;
     """,
+    "the schema is renamed": "ALTER SCHEMA app RENAME TO audit",
     "a table moves to another schema": "ALTER TABLE member SET SCHEMA audit",
     "an extension, and a column of its type": """
         CREATE EXTENSION citext;

@@ -89,13 +89,34 @@ SELECT 'function ' || p.oid::regprocedure::text FROM pg_proc p WHERE p.oid >= 16
   AND p.oid NOT IN (SELECT objid FROM member WHERE classid = 'pg_proc'::regclass)
   AND p.pronamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname LIKE 'pg\_%')
 """
+# The catalog rows that describe an object a line shows, as (catalog, the object's class,
+# the column that names the object).
+DESCRIBING_ROWS = (
+    ("pg_class", "pg_class", "oid"),
+    ("pg_attribute", "pg_class", "attrelid"),
+    ("pg_index", "pg_class", "indexrelid"),
+    ("pg_constraint", "pg_constraint", "oid"),
+    ("pg_attrdef", "pg_attrdef", "oid"),
+    ("pg_rewrite", "pg_rewrite", "oid"),
+    ("pg_trigger", "pg_trigger", "oid"),
+    ("pg_type", "pg_type", "oid"),
+    ("pg_proc", "pg_proc", "oid"),
+    ("pg_collation", "pg_collation", "oid"),
+    ("pg_operator", "pg_operator", "oid"),
+    ("pg_opclass", "pg_opclass", "oid"),
+)
+WRITTEN_SINCE_MARK = "\n    UNION ".join(
+    f"SELECT '{kind}'::regclass AS classid, {key} AS objid FROM {catalog}"
+    f" WHERE {key} >= 16384 AND age(xmin) <= age($1)"
+    for catalog, kind, key in DESCRIBING_ROWS
+)
 # What may have changed a relation's lines since the transaction $1 (a mark): each catalog
 # row written since then, and each object that depends on one of them (a foreign key on a
 # renamed column, a default on a renamed sequence, a column of a renamed type), by the
 # relation it belongs to. A write that leaves no row behind (a dropped index, constraint,
 # trigger or default) changes its relation's counts instead, and so does a validity
 # flag; a renamed schema or a new extension changes every relation.
-CHANGES = r"""
+CHANGES = rf"""
 WITH owner AS (
     SELECT 'pg_class'::regclass AS classid, indexrelid AS objid, indrelid AS relation
     FROM pg_index WHERE indexrelid >= 16384
@@ -107,28 +128,7 @@ WITH owner AS (
     UNION ALL SELECT 'pg_type'::regclass, oid, typrelid FROM pg_type
     WHERE oid >= 16384 AND typrelid <> 0
 ), written AS (
-    SELECT 'pg_class'::regclass AS classid, oid AS objid FROM pg_class
-    WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_class'::regclass, attrelid FROM pg_attribute
-    WHERE attrelid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_class'::regclass, indexrelid FROM pg_index
-    WHERE indexrelid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_constraint'::regclass, oid FROM pg_constraint
-    WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_attrdef'::regclass, oid FROM pg_attrdef
-    WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_rewrite'::regclass, oid FROM pg_rewrite
-    WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_trigger'::regclass, oid FROM pg_trigger
-    WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_type'::regclass, oid FROM pg_type WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_proc'::regclass, oid FROM pg_proc WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_collation'::regclass, oid FROM pg_collation
-    WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_operator'::regclass, oid FROM pg_operator
-    WHERE oid >= 16384 AND age(xmin) <= age($1)
-    UNION SELECT 'pg_opclass'::regclass, oid FROM pg_opclass
-    WHERE oid >= 16384 AND age(xmin) <= age($1)
+    {WRITTEN_SINCE_MARK}
 ), affected AS (
     SELECT classid, objid FROM written
     UNION SELECT d.classid, d.objid FROM pg_depend d

@@ -201,8 +201,8 @@ class SchemaReader:
     def __init__(self, engine: Engine) -> None:
         self._connection = own_connection(engine)
         self._cursor = self._connection.cursor()
-        # A plan made on the empty database serves the whole climb; compiling one is slower
-        # than running it.
+        # One generic plan per statement serves the whole climb, and compiling a catalog
+        # query (JIT) takes longer than running it.
         self._cursor.execute("SET plan_cache_mode = force_generic_plan")
         self._cursor.execute("SET jit = off")
         self._cursor.execute(f"PREPARE schema_relations AS {RELATIONS}")

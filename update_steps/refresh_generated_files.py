@@ -4,9 +4,9 @@
   ``uv lock`` adds what the template's new lines need and keeps every pin they allow.
 - ``backend/docs/schema.md``, which the template's code generates from the
   project's models and revisions: when the update may have changed it (the page
-  is new, or so is the code), what the project's ``schema-docs`` session runs
-  writes it again. A page without the generator's header is the project's own text and
-  stays as it is.
+  is new, or so is the code), the command of the project's ``schema-docs``
+  session writes it again. A page without the generator's header is the
+  project's own text and stays as it is.
 
 Each file it rewrites is named, to be reviewed and committed with the update; a
 step it cannot take (a conflict to resolve first, no ``uv``) is named with its

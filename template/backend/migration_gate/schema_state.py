@@ -218,19 +218,19 @@ class SchemaReader:
         mark = self._fetch_one(MARK)
         stale = self._stale(since=self._mark or mark)
         current = {oid for (oid,) in self._fetch("EXECUTE schema_relations")}
-        for oid in self._relation_lines.keys() - current:
-            del self._relation_lines[oid]
-        wanted = sorted(oid for oid in current if oid not in self._relation_lines
-                        or stale is None or oid in stale)  # fmt: skip
+        kept = self._relation_lines
+        for oid in kept.keys() - current:
+            del kept[oid]
+        wanted = [oid for oid in current if stale is None or oid in stale or oid not in kept]
         if wanted:
             found: dict[int, set[str]] = {oid: set() for oid in wanted}
             listed = ",".join(map(str, wanted))
             for oid, line in self._fetch(f"EXECUTE schema_relation_lines('{{{listed}}}')"):
                 found[oid].add(line)
-            self._relation_lines.update((oid, frozenset(lines)) for oid, lines in found.items())
+            kept.update((oid, frozenset(lines)) for oid, lines in found.items())
         self._mark = mark
         others = frozenset(line for (line,) in self._fetch("EXECUTE schema_other_lines"))
-        return others.union(*self._relation_lines.values())
+        return others.union(*kept.values())
 
     def _stale(self, since: str) -> set[int] | None:
         """The relations whose lines may have changed since the mark; None for every one."""

@@ -14,6 +14,7 @@ function (``gen_random_bytes(16)``) is compared as text, casts aside.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from alembic.util import CommandError, DispatchPriority, PriorityDispatchResult
 from sqlalchemy import CheckConstraint, Column, DefaultClause, UniqueConstraint, text
 
 from . import extensions  # noqa: F401  (registers the extensions' comparison)
+from .low_lock_forms import FUNCTION_CALL, write_low_lock_forms
 
 log = logging.getLogger("alembic.env")
 
@@ -45,11 +47,19 @@ EXTENSION_TABLES = text(
 )
 
 
+# Alembic's comparisons, and its CHECK constraint comparison by name (opt-in since 1.19.2).
+COMPARISONS = ["alembic.autogenerate.*", "alembic.ext.checkconstraint_byname"]
+
+
 def revision_directives(
-    migration_context: Any, revision: Any, directives: list[ops.MigrationScript]
+    migration_context: Any,
+    revision: Any,
+    directives: list[ops.MigrationScript],
+    *,
+    safe_migrations: bool = True,
 ) -> None:
-    """What ``revision --autogenerate`` writes: no file when nothing changed, none that
-    does not compile.
+    """What ``revision --autogenerate`` writes: no file when nothing changed, the low-lock
+    form of each change to a table that already exists, none that does not compile.
 
     Only that command is affected: ``alembic check`` runs through the same hook
     and needs the (empty) script to report "No new upgrade operations detected".
@@ -63,6 +73,8 @@ def revision_directives(
         return
     for upgrade_ops in script.upgrade_ops_list:
         add_column_checks(upgrade_ops)
+    if safe_migrations:
+        write_low_lock_forms(script, migration_context.connection)
     refuse_what_does_not_compile(script, migration_context)
 
 
@@ -149,7 +161,6 @@ ADDED_CAST = re.compile(
     r"::(?:text|character varying|integer|bigint|smallint|numeric|boolean|bytea|uuid|jsonb?"
     r"|date|interval|regclass|timestamp(?: with(?:out)? time zone)?)\b(?:\[\])?"
 )
-FUNCTION_CALL = re.compile(r"\b([a-z_][a-z0-9_]*)\s*\(", re.IGNORECASE)
 VOLATILE = text(
     "SELECT coalesce(bool_or(provolatile = 'v'), false) FROM pg_proc WHERE proname = ANY(:names)"
 )
@@ -236,12 +247,14 @@ DEFAULT_MANAGED_SCHEMAS: frozenset[str | None] = frozenset({None, "public"})
 
 
 def hook_options(hooks: ModuleType) -> dict[str, Any]:
-    """``context.configure()`` filters: the names ``hooks`` defines, the defaults for the rest.
+    """``context.configure()`` options: the names ``hooks`` defines, the defaults for the rest.
 
-    A hooks module rendered by an older template defines all three names; it
-    keeps working as it is.
+    A hooks module rendered by an older template defines all three filters; it
+    keeps working as it is. ``SAFE_MIGRATIONS = False`` keeps Alembic's plain
+    forms (``db/low_lock_forms.py``), for a team that deploys in a maintenance window.
     """
     managed_schemas = getattr(hooks, "MANAGED_SCHEMAS", DEFAULT_MANAGED_SCHEMAS)
+    safe_migrations = bool(getattr(hooks, "SAFE_MIGRATIONS", True))
 
     def include_managed_schemas(name: str | None, type_: str, parent_names: Any) -> bool:
         return type_ != "schema" or name in managed_schemas
@@ -250,6 +263,9 @@ def hook_options(hooks: ModuleType) -> dict[str, Any]:
         return True
 
     return {
+        "process_revision_directives": functools.partial(
+            revision_directives, safe_migrations=safe_migrations
+        ),
         "include_schemas": True,
         "include_name": getattr(hooks, "include_name", include_managed_schemas),
         "include_object": compared_objects(getattr(hooks, "include_object", include_every_object)),

@@ -213,7 +213,9 @@ def not_valid_steps(
     table = qualified(constraint.table.schema, constraint.table.name)
     add = AddConstraint(constraint).compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})
     return [
-        StatementOp(only_if(f"NOT EXISTS ({constraint_named(table, name)})", " ".join(str(add).split()))),
+        StatementOp(
+            only_if(f"NOT EXISTS ({constraint_named(table, name)})", " ".join(str(add).split()))
+        ),
         validate(table, name),
     ]
 

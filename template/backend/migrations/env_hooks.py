@@ -16,4 +16,7 @@ default (``docs/migrations.md``, "Your filters", has an example):
   PostgreSQL's own, ``user_pkey``, as a plain Alembic project has them). It
   never changes what an existing revision creates. This file is read before
   the models load: do not import them here.
+- ``SAFE_MIGRATIONS: bool``: False makes autogenerate write Alembic's plain
+  forms, for a team that deploys in a maintenance window (default True: the
+  low-lock forms of ``docs/safe-migrations.md``, "What autogenerate writes").
 """

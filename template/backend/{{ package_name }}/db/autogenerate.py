@@ -18,7 +18,6 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from contextlib import suppress
 from types import ModuleType
 from typing import Any
 
@@ -31,20 +30,14 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DefaultClause,
-    MetaData,
-    Table,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import CreateIndex
 
-from . import extensions  # noqa: F401  (registers the extensions' comparison)
+from . import definitions, extensions  # noqa: F401  (register their comparisons)
 from .low_lock_forms import FUNCTION_CALL, write_low_lock_forms
 
 log = logging.getLogger("alembic.env")
-QUOTE = postgresql.dialect().identifier_preparer
 
 IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 # Tables that belong to an extension (PostGIS's spatial_ref_sys, ...); the
@@ -212,85 +205,6 @@ def volatile_defaults_as_text(
         return PriorityDispatchResult.CONTINUE
     alter_column_op.existing_server_default = found
     return PriorityDispatchResult.STOP
-
-
-# What Alembic's index comparison leaves out: a predicate, an operator class, a method, INCLUDE.
-UNCOMPARED_INDEX_OPTIONS = (
-    "postgresql_where",
-    "postgresql_ops",
-    "postgresql_using",
-    "postgresql_include",
-)
-INDEX_DEFINITIONS = text(
-    "SELECT c.relname, regexp_replace(pg_get_indexdef(c.oid), '^.*? ON \\S+ ', '') "
-    "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-    "WHERE i.indrelid = to_regclass(:table)"
-)
-
-
-@comparators.dispatch_for("table")
-def index_definitions(
-    autogen_context: AutogenContext,
-    modify_table_ops: ops.ModifyTableOps,
-    schema: str | None,
-    table_name: str,
-    conn_table: Table | None,
-    metadata_table: Table | None,
-) -> PriorityDispatchResult:
-    """An index whose predicate, operator class or method changed is dropped and created again.
-
-    Postgres settles what "the same" means: the model's indexes are created on an
-    empty temporary copy of the table, in a savepoint that is rolled back, and
-    each one's ``pg_get_indexdef`` is compared with the database's. Only tables
-    where such an option is used, on either side, pay for the copy.
-    """
-    connection = autogen_context.connection
-    if conn_table is None or metadata_table is None or connection is None:
-        return PriorityDispatchResult.CONTINUE
-    indexes = {
-        index.name: index
-        for index in metadata_table.indexes
-        if isinstance(index.name, str) and index.name in {i.name for i in conn_table.indexes}
-    }
-    if not any(
-        index.dialect_kwargs.get(option) not in (None, [], ())
-        for index in [*indexes.values(), *conn_table.indexes]
-        for option in UNCOMPARED_INDEX_OPTIONS
-    ):
-        return PriorityDispatchResult.CONTINUE
-    touched = {getattr(op, "index_name", None) for op in modify_table_ops.ops}
-    table = QUOTE.format_table(conn_table)
-    found = dict(connection.execute(INDEX_DEFINITIONS, {"table": table}).all())
-    wanted = model_index_definitions(connection, metadata_table)
-    for name, index in sorted(indexes.items()):
-        if name in touched or found.get(name) == wanted.get(name):
-            continue
-        reflected = next(i for i in conn_table.indexes if i.name == name)
-        if not autogen_context.run_object_filters(index, name, "index", False, reflected):
-            continue
-        log.info("Detected changed index %r on %r: %s", name, table_name, wanted.get(name))
-        modify_table_ops.ops += [
-            ops.DropIndexOp.from_index(reflected),
-            ops.CreateIndexOp.from_index(index),
-        ]
-    return PriorityDispatchResult.CONTINUE
-
-
-def model_index_definitions(connection: Any, metadata_table: Table) -> dict[str, str]:
-    """``pg_get_indexdef`` of the model's indexes, from the end of ``ON <table>``: built on a
-    temporary table of the same name, which hides the real one in this session alone."""
-    copy = metadata_table.to_metadata(MetaData(), schema=None)
-    savepoint = connection.begin_nested()
-    try:
-        source = QUOTE.format_table(metadata_table)
-        connection.execute(text(f"CREATE TEMPORARY TABLE {QUOTE.quote(copy.name)} (LIKE {source})"))
-        for index in copy.indexes:  # one on a column the table does not have yet is new anyway
-            with suppress(DBAPIError), connection.begin_nested():
-                connection.execute(CreateIndex(index))
-        shape = f"pg_temp.{QUOTE.quote(copy.name)}"
-        return dict(connection.execute(INDEX_DEFINITIONS, {"table": shape}).all())
-    finally:
-        savepoint.rollback()
 
 
 def default_sql(default: DefaultClause, autogen_context: AutogenContext) -> str:

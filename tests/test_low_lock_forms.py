@@ -80,15 +80,19 @@ def sql(url: str, statement: str) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
-def newest_revision(project: Project) -> Path:
-    return project.revision_files()[-1]
+def autogenerate(project: Project, message: str) -> Path:
+    """``alembic revision --autogenerate -m MESSAGE``; the file it wrote (names sort by minute,
+    then by random id, so the newest is the one that was not there)."""
+    before = set(project.revision_files())
+    alembic_ok(project, "revision", "--autogenerate", "-m", message)
+    [written] = set(project.revision_files()) - before
+    return written
 
 
 def start_in_production(project: Project) -> Path:
     """The tables as production has them: their revision, applied and committed."""
     project.write_model("shop", BEFORE)
-    alembic_ok(project, "revision", "--autogenerate", "-m", "customers and orders")
-    first = newest_revision(project)
+    first = autogenerate(project, "customers and orders")
     alembic_ok(project, "upgrade", "head")
     git(project.root, "init", "--quiet")
     git(project.root, "add", "--all")
@@ -96,10 +100,9 @@ def start_in_production(project: Project) -> Path:
     return first
 
 
-def feature_revision(project: Project) -> str:
+def feature_revision(project: Project) -> Path:
     project.write_model("shop", FEATURE)
-    alembic_ok(project, "revision", "--autogenerate", "-m", "the feature")
-    return newest_revision(project).read_text()
+    return autogenerate(project, "the feature")
 
 
 def upgrade_body(source: str) -> str:
@@ -119,7 +122,7 @@ def test_the_feature_change_is_written_in_its_low_lock_form(
     project: Project, database_url: str
 ) -> None:
     start_in_production(project)
-    upgrade = upgrade_body(feature_revision(project))
+    upgrade = upgrade_body(feature_revision(project).read_text())
     assert "with op.get_context().autocommit_block():" in upgrade
     written = " ".join(upgrade.split())
     for step in [
@@ -160,8 +163,7 @@ def test_the_feature_revision_passes_the_gate_on_rows_with_its_data_steps(
     project: Project, database_url: str
 ) -> None:
     start_in_production(project)
-    feature_revision(project)
-    path = newest_revision(project)
+    path = feature_revision(project)
     server = database_url.rsplit("/", 1)[0] + "/postgres"
     gate_on_rows = project.run(
         str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", TEST_DATABASE_URL=server
@@ -256,7 +258,7 @@ def test_safe_migrations_false_keeps_the_plain_forms(project: Project, database_
     start_in_production(project)
     hooks = project.backend / "migrations" / "env_hooks.py"
     hooks.write_text(hooks.read_text() + "\nSAFE_MIGRATIONS = False\n")
-    upgrade = upgrade_body(feature_revision(project))
+    upgrade = upgrade_body(feature_revision(project).read_text())
     assert "autocommit_block" not in upgrade and "concurrently" not in upgrade
     assert "op.create_unique_constraint(op.f('uq_customer_email')" in upgrade
     assert "op.create_check_constraint(op.f('ck_order_total_cents_not_negative')" in upgrade
@@ -295,8 +297,8 @@ def test_a_changed_check_or_index_predicate_reaches_the_revision(
     assert drift.returncode != 0, output(drift)
     assert "ix_coupon_code_live" in output(drift) and "ck_coupon_code_short" in output(drift)
 
-    alembic_ok(project, "revision", "--autogenerate", "-m", "coupons that are live")
-    upgrade = " ".join(upgrade_body(newest_revision(project).read_text()).split())
+    live = autogenerate(project, "coupons that are live")
+    upgrade = " ".join(upgrade_body(live.read_text()).split())
     assert """postgresql_where=sa.text("deleted_at IS NULL AND code <> ''")""" in upgrade
     assert "CHECK (length(code) < 20) NOT VALID" in upgrade
     alembic_ok(project, "upgrade", "head")
@@ -325,8 +327,7 @@ class Ticket(SQLModel, table=True):
     alembic_ok(project, "upgrade", "head")
     labels = '    open = "open"\n    waiting = "waiting"\n    done = "done"'
     project.write_model("ticket", model.format(labels=labels))
-    alembic_ok(project, "revision", "--autogenerate", "-m", "waiting")
-    upgrade = upgrade_body(newest_revision(project).read_text())
+    upgrade = upgrade_body(autogenerate(project, "waiting").read_text())
     assert "ALTER TYPE status ADD VALUE IF NOT EXISTS 'waiting' BEFORE 'done'" in upgrade
     assert "sync_enum_values" not in upgrade, "no rewrite of the columns that use the type"
     alembic_ok(project, "upgrade", "head")

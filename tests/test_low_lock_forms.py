@@ -328,7 +328,7 @@ class Ticket(SQLModel, table=True):
     labels = '    open = "open"\n    waiting = "waiting"\n    done = "done"'
     project.write_model("ticket", model.format(labels=labels))
     upgrade = upgrade_body(autogenerate(project, "waiting").read_text())
-    assert "ALTER TYPE status ADD VALUE IF NOT EXISTS 'waiting' BEFORE 'done'" in upgrade
+    assert "ALTER TYPE public.status ADD VALUE IF NOT EXISTS 'waiting' BEFORE 'done'" in upgrade
     assert "sync_enum_values" not in upgrade, "no rewrite of the columns that use the type"
     alembic_ok(project, "upgrade", "head")
     [[labels_found]] = sql(database_url, "SELECT enum_range(NULL::status)::text")

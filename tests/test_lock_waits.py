@@ -393,17 +393,26 @@ BEGIN
 END $$"""
 
 
+def safe_change_on_rows(project: Project, url: str, *inserts: str) -> None:
+    """The safe-form revision and the models it leads to, over production rows."""
+    write_revision(project, CHANGE, BASE, SAFE_CHANGE, "pass")
+    project.write_model("shop", SHOP_AFTER_SAFE_CHANGE)
+    with psycopg.connect(url, autocommit=True) as connection:
+        for insert in inserts:
+            connection.execute(insert)
+
+
 def test_a_safe_form_revision_retries_to_success_after_a_lock_timeout_at_each_step(
     shop: Project, database_url: str
 ) -> None:
     project = shop
-    write_revision(project, CHANGE, BASE, SAFE_CHANGE, "pass")
-    project.write_model("shop", SHOP_AFTER_SAFE_CHANGE)
+    safe_change_on_rows(
+        project,
+        database_url,
+        "INSERT INTO customer (name, email) VALUES ('a', 'a@example.com'), ('b', NULL)",
+        'INSERT INTO "order" (customer_id, total_cents) VALUES (1, 5)',
+    )
     with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(
-            "INSERT INTO customer (name, email) VALUES ('a', 'a@example.com'), ('b', NULL)"
-        )
-        connection.execute('INSERT INTO "order" (customer_id, total_cents) VALUES (1, 5)')
         for statement in TIME_OUT_EACH_STEP_ONCE.split(";\n"):
             connection.execute(statement)
         connection.execute(sql.SQL(TIME_OUT_ONCE).format(dsn=sql.Literal(database_url)))
@@ -462,16 +471,13 @@ def test_data_that_fails_a_step_is_fixed_then_the_deploy_is_run_again(
     """Rows that break each constraint in turn: the deploy stops at that step, db-doctor
     names what is left with its command, and once the rows are fixed a rerun goes on."""
     project = shop
-    write_revision(project, CHANGE, BASE, SAFE_CHANGE, "pass")
-    project.write_model("shop", SHOP_AFTER_SAFE_CHANGE)
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(
-            "INSERT INTO customer (id, name, email) VALUES "
-            "(1, 'a', 'same@example.com'), (2, 'b', 'same@example.com'), (3, NULL, 'c@example.com')"
-        )
-        connection.execute(
-            'INSERT INTO "order" (customer_id, total_cents) VALUES (1, 5), (99, 5), (2, -1)'
-        )
+    safe_change_on_rows(
+        project,
+        database_url,
+        "INSERT INTO customer (id, name, email) VALUES "
+        "(1, 'a', 'same@example.com'), (2, 'b', 'same@example.com'), (3, NULL, 'c@example.com')",
+        'INSERT INTO "order" (customer_id, total_cents) VALUES (1, 5), (99, 5), (2, -1)',
+    )
 
     def deploy_fails(*expected: str) -> None:
         one_line(

@@ -24,8 +24,10 @@ from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger("alembic.env")
 
-# Polls come a fifth of a lock timeout apart (so a timed-out wait is seen), within these.
+# Polls come a fifth of a lock timeout apart (so a timed-out wait is seen), within these;
+# the first comes after half a lock timeout, so that a short run opens no connection.
 POLL_SECONDS = (0.01, 0.1)
+START_AFTER_SECONDS = 0.25
 LOG_AFTER_SECONDS = 1.0
 LOG_EVERY_SECONDS = 10.0
 LOCK_NOT_AVAILABLE = "55P03"
@@ -78,7 +80,6 @@ class Wait:
     mode: str
     building: str | None  # e.g. "CREATE INDEX CONCURRENTLY, waiting for old snapshots"
     holders: tuple[str, ...]
-    since: float
 
     @property
     def what(self) -> str:
@@ -102,7 +103,6 @@ class LockTimeout(CommandError):
             f"rolled back: {reason}{held}; db-deploy retries such a step for up to "
             "MIGRATION_LOCK_RETRY_BUDGET"
         )
-        self.reason = reason
         self.wait = wait
 
 
@@ -119,6 +119,7 @@ class LockWatcher:
         self.pid = pid
         fastest, slowest = POLL_SECONDS
         self.poll = min(max(lock_timeout / 5, fastest), slowest)
+        self.start_after = min(lock_timeout / 2, START_AFTER_SECONDS) or START_AFTER_SECONDS
         self.last_wait: Wait | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lock-watcher", daemon=True)
@@ -137,6 +138,8 @@ class LockWatcher:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        if self._stop.wait(self.start_after):
+            return
         try:
             with self.engine.connect() as connection:
                 # autocommit: each poll sees fresh statistics, and holds no snapshot
@@ -156,7 +159,7 @@ class LockWatcher:
                 continue
             now = time.monotonic()
             started = started or now
-            wait = self._read_wait(connection, started)
+            wait = self._read_wait(connection)
             if wait is None:
                 continue
             self.last_wait = wait
@@ -165,11 +168,11 @@ class LockWatcher:
                 logged_at = now
                 log.info("Waiting %.0f s for %s", waited, wait.describe())
 
-    def _read_wait(self, connection: Connection, started: float) -> Wait | None:
+    def _read_wait(self, connection: Connection) -> Wait | None:
         awaited = connection.execute(AWAITED, {"pid": self.pid}).first()
         if awaited is None:
             return None
         relation, mode, building = awaited
         holders = connection.execute(HOLDERS, {"pid": self.pid}).all()
         described = tuple(describe_session(*row) for row in holders)
-        return Wait(relation, mode, building, described, started)
+        return Wait(relation, mode, building, described)

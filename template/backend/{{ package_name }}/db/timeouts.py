@@ -50,9 +50,7 @@ def set_timeouts_by_lock(connection: Connection, timeouts: dict[str, str]) -> No
     applied: dict[str, dict[str, str] | None] = {"timeouts": timeouts}
 
     @event.listens_for(connection, "before_cursor_execute")
-    def before_cursor_execute(
-        conn: Connection, cursor: Any, statement: str, *args: object
-    ) -> None:
+    def before_cursor_execute(conn: Connection, cursor: Any, statement: str, *args: object) -> None:
         wanted = NO_TIMEOUTS if blocks_no_reads_or_writes(statement) else timeouts
         if applied["timeouts"] is wanted:
             return

@@ -149,14 +149,13 @@ class GaveUp(Exception):
     """The retry budget ran out; the message says what held the lock."""
 
 
-def upgrade_with_retries(config: Config) -> None:
+def upgrade_with_retries(config: Config, budget: str) -> None:
     """``alembic upgrade head``, run again after each lock timeout, within the budget.
 
     Between attempts the running release's requests, which queued behind the
     waiting statement, go through; the wait grows from the lock timeout, with
     jitter, so that two deploys or a holder's rhythm do not meet it in step.
     """
-    budget = duration_setting("MIGRATION_LOCK_RETRY_BUDGET", "2min")
     lock_timeout = seconds(timeout_settings()["lock_timeout"]) or 0.5
     deadline = time.monotonic() + seconds(budget)
     for attempt in itertools.count(1):
@@ -176,10 +175,10 @@ def upgrade_with_retries(config: Config) -> None:
             time.sleep(delay)
 
 
-def upgrade(config: Config, release: Plan, script: ScriptDirectory) -> None:
+def upgrade(config: Config, release: Plan, script: ScriptDirectory, retry_budget: str) -> None:
     invalid_before = set(invalid_indexes())
     try:
-        upgrade_with_retries(config)
+        upgrade_with_retries(config, retry_budget)
     except Exception as error:  # the revision's transaction is rolled back; say where we are
         reason = first_line(error).removeprefix("rolled back: ")
         try:
@@ -225,6 +224,7 @@ def deploy() -> str:
     """Migrate to head and check; returns what the job summary and the log say."""
     config = alembic_config()
     target = migration_target()
+    retry_budget = duration_setting("MIGRATION_LOCK_RETRY_BUDGET", "2min")
     if target.pooled:
         raise DeployError(
             f"{target.variable} points at a pooled (-pooler) host, where the migration lock "
@@ -243,7 +243,7 @@ def deploy() -> str:
             f"### Migrations\n\n{len(release.pending)} revision(s) to run on {where}, "
             f"from {release.start} to {release.pending[-1]}:\n\n```sql\n{sql.strip()}\n```"
         )
-        upgrade(config, release, script)
+        upgrade(config, release, script, retry_budget)
     head = release.pending[-1] if release.pending else release.start
     check(config, head)
     return f"production is at {head} and matches the models"

@@ -166,8 +166,18 @@ def schema_state(url: str) -> list[tuple[object, ...]]:
         ("pooled", "DATABASE_URL_UNPOOLED points at a pooled (-pooler) host"),
         ("unknown", "deadbeef0000, which no file in migrations/versions knows; run db-doctor"),
         ("broken", "SyntaxError"),
+        (
+            {"MIGRATION_LOCK_RETRY_BUDGET": "until it works"},
+            "MIGRATION_LOCK_RETRY_BUDGET must be a duration such as 5s, 500ms or 15min",
+        ),
     ],
-    ids=["no-url", "pooled-url-no-direct-host", "unknown-revision", "revision-does-not-parse"],
+    ids=[
+        "no-url",
+        "pooled-url-no-direct-host",
+        "unknown-revision",
+        "revision-does-not-parse",
+        "retry-budget-not-a-duration",
+    ],
 )
 def test_bad_input_fails_in_one_line_and_changes_nothing(
     project_with_history: Project,

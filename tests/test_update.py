@@ -274,7 +274,7 @@ def test_update_brings_template_fixes_and_leaves_user_files_alone(
     )
     replace_once(
         src / "backend/{{ package_name }}/db/migrate.py.jinja",
-        '"MIGRATION_LOCK_TIMEOUT", "5s"',
+        '"MIGRATION_LOCK_TIMEOUT", "500ms"',
         '"MIGRATION_LOCK_TIMEOUT", "4s"',
     )
     replace_once(

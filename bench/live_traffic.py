@@ -11,13 +11,17 @@ forms). Each revision then runs with the real ``uv run db-deploy`` on a fresh
 copy of the seeded database (``CREATE DATABASE ... TEMPLATE``) while a probe in
 the running release's shape reads and writes both tables (``traffic.Probe``);
 the figure is the longest wait of a probe request during the deploy. The same
-again with a report query that reads both tables and holds them for 8 s,
-started just before the deploy. A lock watch names the deploy's statements, the
-locks they took and the longest a probe request was seen queued behind each.
+again with a report query, started just before the deploy, that reads both
+tables and holds them until 8 s after the deploy takes its migration lock
+(``traffic.Report``: on a busy machine the deploy's start-up alone can outlast
+8 s). A lock watch names the deploy's statements, the locks they took, what
+they waited for and the longest a probe request was seen queued behind each.
+A cProfile of one safe autogenerate says what the rewrite itself costs.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -31,13 +35,13 @@ import psycopg
 from tests.support import Project
 
 from . import traffic
-from .projects import alembic, new_project, run
+from .projects import alembic, new_project, probe, run
 from .timing import Figure, alternate
 
 CUSTOMERS = traffic.CUSTOMERS_READ
 ORDERS = 2 * CUSTOMERS
 DEPLOY_RUNS = 2  # of each variant, taking turns
-AUTOGENERATE_RUNS = 5
+AUTOGENERATE_RUNS = 7
 IDLE_S = 3.0  # the probe alone before each deploy: the no-deploy baseline
 AFTER_S = 1.0
 REPORT_S = 8.0
@@ -164,6 +168,17 @@ def autogenerate_both(
     return samples, written
 
 
+def profile_autogenerate(project: Project, url: str) -> object:
+    """One safe autogenerate under cProfile; the revision it writes is removed."""
+    versions = project.backend / "migrations" / "versions"
+    before = set(versions.glob("*.py"))
+    try:
+        return probe(project, "autogenerate_profile.py", "profiled", DATABASE_URL=url)
+    finally:
+        for written in set(versions.glob("*.py")) - before:
+            written.unlink()
+
+
 def install_revision(project: Project, first: Path, revision: tuple[str, str]) -> None:
     """Leave the first revision and ``revision`` in migrations/versions."""
     for path in first.parent.glob("*.py"):
@@ -202,6 +217,7 @@ def deploy_with_probe(
     during = probe.during(started, ended)
     lines = result.stderr.strip().splitlines()
     outcome: dict[str, object] = {
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "exit": result.returncode,
         "last_line": lines[-1] if lines else "",
         "deploy_s": round(ended - started, 2),
@@ -212,9 +228,18 @@ def deploy_with_probe(
         "schema_after": schema(url),
         "errors": probe.errors + watch.errors + (holder.errors if holder else []),
     }
-    if holder is not None:
-        began, done = holder.held
-        outcome["report_held_s"] = [round(began - started, 2), round(done - started, 2)]
+    if holder is not None and holder.held:
+        outcome["report_held_s"] = {
+            name: round(moment - started, 2)
+            for name, moment in zip(
+                ("reads done", "pg_sleep began", "committed"), holder.held, strict=True
+            )
+        }
+        touched = [
+            step["seen_at_s"] for step in watch.report(started) if step["locks_on_the_tables"]
+        ]
+        if touched:  # how long the report still held the tables once the deploy reached them
+            outcome["report_overlap_s"] = round(holder.held[-1] - started - min(touched), 2)  # type: ignore[operator]
     return outcome, idle, during
 
 
@@ -251,6 +276,7 @@ def measure_live_traffic(
             for variant, (name, text) in revisions.items()
         }
         evidence["safe_revision"] = revisions["safe"][1]
+        evidence["one_safe_autogenerate_profiled"] = profile_autogenerate(project, seeded_url)
 
         runs: dict[tuple[str, bool], list[dict[str, Any]]] = {}
         idle: list[float] = []

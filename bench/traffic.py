@@ -4,7 +4,8 @@
 own, in a loop, and records how long each request waited. ``LockWatch`` samples
 ``pg_stat_activity`` and ``pg_locks`` from another connection, so that a long
 wait can be laid at the statement (and the lock) that caused it. ``Report``
-is a report query that reads both tables, then holds them in its transaction.
+is a report query that reads both tables, then holds them in its transaction
+until ``pg_sleep`` ends.
 Everything connects to the bench's own server on localhost.
 """
 
@@ -145,7 +146,8 @@ def summary(requests: list[Request]) -> dict[str, object]:
 
 
 SESSIONS = """
-SELECT a.pid, coalesce(nullif(a.application_name, ''), a.backend_type), a.state, a.wait_event_type,
+SELECT a.pid, coalesce(nullif(a.application_name, ''), a.backend_type), a.state,
+       a.wait_event_type,
        extract(epoch FROM clock_timestamp() - a.query_start)::float8, a.query_start,
        left(a.query, 2000), pg_blocking_pids(a.pid),
        ARRAY(SELECT l.mode || CASE WHEN l.granted THEN '' ELSE ' (waiting)' END
@@ -238,7 +240,7 @@ class LockWatch:
         by_pid = {session[0]: session for session in sessions}
         current: dict[int, Step] = {}
         for pid, app, state, wait_type, elapsed, query_start, query, blockers, locks in sessions:
-            if app in (PROBE, REPORT) or state != "active" or not query:
+            if app in (PROBE, REPORT, "parallel worker") or state != "active" or not query:
                 continue
             key = (pid, query_start, query)
             step = self.steps.get(key)
@@ -263,14 +265,22 @@ class LockWatch:
         return [step.as_json(since) for step in ordered]
 
 
+MIGRATION_LOCK_TAKEN = (
+    "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+)
+MIGRATION_LOCK_PATIENCE_S = 300.0
+
+
 @dataclass
 class Report:
-    """A report: reads both tables, then holds them for ``seconds`` in the same transaction."""
+    """A report: reads both tables, then holds them in the same transaction until ``seconds``
+    after a session takes an advisory lock (``db-deploy``'s migration lock), so that the
+    deploy's first statement meets the report however long the deploy takes to start."""
 
     url: str
     seconds: float
     reading_done: threading.Event = field(default_factory=threading.Event)
-    held: tuple[float, float] = (0.0, 0.0)
+    held: tuple[float, ...] = ()  # reads done, sleep began, committed (perf_counter)
     errors: list[str] = field(default_factory=list)
     thread: threading.Thread | None = None
 
@@ -292,9 +302,16 @@ class Report:
                 connection.execute('SELECT sum(total_cents) FROM "order"').fetchone()
                 began = time.perf_counter()
                 self.reading_done.set()
+                patience = began + MIGRATION_LOCK_PATIENCE_S
+                while not connection.execute(MIGRATION_LOCK_TAKEN).fetchone()[0]:  # type: ignore[index]
+                    if time.perf_counter() > patience:
+                        self.errors.append("no migration lock was taken: the report did not wait")
+                        break
+                    time.sleep(0.02)
+                sleeping = time.perf_counter()
                 connection.execute("SELECT pg_sleep(%s)", (self.seconds,)).fetchone()
                 connection.commit()
-                self.held = (began, time.perf_counter())
+                self.held = (began, sleeping, time.perf_counter())
         except psycopg.Error as error:
             self.errors.append(f"report: {type(error).__name__}: {error}")
             self.reading_done.set()

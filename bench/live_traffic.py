@@ -22,7 +22,6 @@ A cProfile of one safe autogenerate says what the rewrite itself costs.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -103,8 +102,6 @@ SELECT (SELECT string_agg(conname || CASE WHEN convalidated THEN '' ELSE ' NOT V
         WHERE attrelid = 'customer'::regclass AND attname = 'name'),
        (SELECT version_num FROM alembic_version)
 """
-REVISION_ID = re.compile(r"^revision: str = ['\"](\w+)['\"]", re.M)
-
 Log = Callable[[str], None]
 
 
@@ -239,7 +236,8 @@ def deploy_with_probe(
             step["seen_at_s"] for step in watch.report(started) if step["locks_on_the_tables"]
         ]
         if touched:  # how long the report still held the tables once the deploy reached them
-            outcome["report_overlap_s"] = round(holder.held[-1] - started - min(touched), 2)  # type: ignore[operator]
+            overlap = holder.held[-1] - started - min(touched)  # type: ignore[type-var]
+            outcome["report_overlap_s"] = round(overlap, 2)
     return outcome, idle, during
 
 

@@ -81,6 +81,8 @@ class Figure:
     samples: list[float]
     baseline: Figure | None = None
     goal: float | None = None  # the ratio must not exceed it
+    limit: float | None = None  # seconds no sample may exceed
+    failures: int = 0  # runs whose command failed: a figure with a limit then misses it
     note: str = ""
     derived: bool = False  # computed from other figures' medians, not timed itself
     extra: dict[str, object] = field(default_factory=dict)
@@ -95,10 +97,12 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
-        ratio = self.ratio
-        if self.goal is None or ratio is None:
-            return None
-        return ratio <= self.goal
+        verdicts = []
+        if self.goal is not None and self.ratio is not None:
+            verdicts.append(self.ratio <= self.goal)
+        if self.limit is not None:
+            verdicts.append(max(self.samples) <= self.limit and not self.failures)
+        return all(verdicts) if verdicts else None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -110,6 +114,8 @@ class Figure:
             "baseline": self.baseline.key if self.baseline else None,
             "ratio": None if self.ratio is None else round(self.ratio, 3),
             "goal_max_ratio": self.goal,
+            "limit_s": self.limit,
+            "failed_runs": self.failures,
             "met": self.met,
             "note": self.note,
             **self.extra,

@@ -13,8 +13,10 @@ from before the upgrade, and the one from just before the downgrade. A row
 that was there before the upgrade and is still there before the downgrade must
 be there afterwards, and each of its values (in the columns all three have)
 must be what it was in one of the two copies: a backfill or a deduplication
-may stay, a cut or a lost value may not. A table without such a key is
-compared by content: every row that neither step changed must still be there.
+may stay, a cut or a lost value may not. The rows written after the upgrade to
+use what it allowed (``room.py``) must be there as they were written. A table
+without such a key is compared by content: every row that neither step
+changed must still be there.
 """
 
 from __future__ import annotations

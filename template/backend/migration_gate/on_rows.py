@@ -8,15 +8,19 @@ in production long ago, and climb empty tables as before. Where the first
 checked revision starts, every table there is gets rows (``rows.py``), as
 production has them; each table that a checked revision creates gets rows
 right after it. The rows stay as the climb goes on: a column that a revision
-adds holds what Postgres gives it, and the next revision sees that.
+adds holds what Postgres gives it, and the next revision sees that. After each
+upgrade, the tables it changed get rows that use what it allowed (``room.py``):
+longer text, a new enum label, a NULL where NOT NULL went, and so on.
 
 For each checked revision the gate measures the locks it holds on tables with
 rows and what it rewrites (``trace.py``), and keeps a copy of every table
 whose rows it changed (``data_state.py``). On the way down, each downgrade must
-keep what its upgrade did not create. A revision that rewrites a table with
-rows, or whose downgrade loses data, fails unless it accepts ``table-rewrite``
-or ``lossy-downgrade`` on the record (``hazards.py``); an acceptance that no
-longer fires fails as well.
+keep what its upgrade did not create, and the rows that use what it allowed;
+one that cannot run on those rows cannot run once production has used them. A
+revision that rewrites a table with rows, or whose downgrade loses data or
+cannot run on what its upgrade allowed, fails unless it accepts
+``table-rewrite`` or ``lossy-downgrade`` on the record (``hazards.py``); an
+acceptance that no longer fires fails as well.
 """
 
 from __future__ import annotations

@@ -549,6 +549,63 @@ def test_revisions_whose_downgrade_takes_back_no_allowance_need_no_acceptance(
         assert not re.search(r"(?<!re)wrote ", report_line(result.stdout, rev)), result.stdout
 
 
+DURING = (
+    """\
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import TSRANGE
+"""
+    + CUSTOMER
+    + "    during: Any | None = Field(default=None, sa_type=TSRANGE)\n"
+)
+ADD_DURING = """
+op.add_column('customer', sa.Column('during', sa.String(), nullable=True))
+op.create_check_constraint('ck_customer_nickname_short', 'customer',
+                           'char_length(nickname) <= 10', postgresql_not_valid=True)
+"""
+DROP_DURING = """
+op.drop_constraint('ck_customer_nickname_short', 'customer', type_='check')
+op.drop_column('customer', 'during')
+"""
+TO_TSRANGE = """
+from sqlalchemy.dialects.postgresql import TSRANGE
+op.alter_column('customer', 'during', type_=TSRANGE(), existing_type=sa.String(),
+                postgresql_using='during::tsrange')
+op.drop_constraint('ck_customer_nickname_short', 'customer', type_='check')
+"""
+FROM_TSRANGE = """
+from sqlalchemy.dialects.postgresql import TSRANGE
+op.create_check_constraint('ck_customer_nickname_short', 'customer',
+                           'char_length(nickname) <= 10', postgresql_not_valid=True)
+op.alter_column('customer', 'during', type_=sa.String(), existing_type=TSRANGE(),
+                postgresql_using='during::text')
+"""
+
+
+def test_a_type_without_values_is_named_once_and_a_dropped_check_gets_what_it_forbade(
+    project: Project,
+) -> None:
+    """No range value is made up, so that column gets none, in one line; the CHECK's
+    allowance is written all the same, and its downgrade (NOT VALID) keeps it."""
+    project.write_model("customer", DURING)
+    add_revision(project, "dur1ng000001", ADD_DURING, DROP_DURING)
+    add_revision(
+        project, "dur1ngrange1", TO_TSRANGE, FROM_TSRANGE,
+        {"table-rewrite": "customer is small", "changing-column-type": "customer is small"},
+    )  # fmt: skip
+    result = gate(project)
+    assert result.returncode == 0, output(result)
+    assert "Traceback" not in output(result)
+    named = [line for line in result.stdout.splitlines() if "customer.during (tsrange)" in line]
+    assert named == [
+        "  column customer.during (tsrange): no value the gate can make up to use what the "
+        "upgrade allowed"
+    ], result.stdout
+    assert report_line(result.stdout, "dur1ngrange1").endswith(
+        "wrote values CHECK ck_customer_nickname_short forbade into customer"
+    ), result.stdout
+
+
 # --- locks and rewrites --------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .data_state import sql_text
 from .rows import (
     UNBOUNDED_TEXT,
     Column,
@@ -258,11 +259,17 @@ class RoomWriter:
             candidates = self.matching(columns, candidates, condition)
         written = Rows(shape, tuple(columns), [], 1)
         for row in candidates[:TRIES]:
+            # Whether the row holds the values as written (a trigger or a rule may change them).
+            held = " AND ".join(
+                f"{quote(column.name)} IS NOT DISTINCT FROM "
+                f"{literal(row[position[column.name]], column.type)}"
+                for column in target
+            )
             try:
-                self.cursor.execute(insert_sql(written, [row]))
+                self.cursor.execute(f"{insert_sql(written, [row])} RETURNING {held or 'true'}")
             except Exception:  # the new schema refuses it: try the next one
                 continue
-            if self.cursor.rowcount:
+            if self.cursor.rowcount and self.cursor.fetchone()[0]:
                 value = row[position[target[0].name]] if target else None
                 return f"wrote {described(allowance, target, value)} into {place(shape, allowance)}"
         return None
@@ -348,7 +355,3 @@ def place(shape: TableShape, allowance: Allowance) -> str:
     if len(allowance.columns) == 1 and allowance.kind != "duplicate":
         return f"{shape.name}.{allowance.columns[0]}"
     return shape.name
-
-
-def sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

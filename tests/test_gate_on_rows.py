@@ -557,13 +557,17 @@ from sqlalchemy.dialects.postgresql import TSRANGE
 """
     + CUSTOMER
     + "    during: Any | None = Field(default=None, sa_type=TSRANGE)\n"
+    + "    referrer_id: int | None = None\n"
 )
 ADD_DURING = """
 op.add_column('customer', sa.Column('during', sa.String(), nullable=True))
 op.create_check_constraint('ck_customer_nickname_short', 'customer',
                            'char_length(nickname) <= 10', postgresql_not_valid=True)
+op.add_column('customer', sa.Column('referrer_id', sa.Integer(), nullable=True))
+op.create_foreign_key('fk_customer_referrer', 'customer', 'customer', ['referrer_id'], ['id'])
 """
 DROP_DURING = """
+op.drop_column('customer', 'referrer_id')
 op.drop_constraint('ck_customer_nickname_short', 'customer', type_='check')
 op.drop_column('customer', 'during')
 """
@@ -572,9 +576,12 @@ from sqlalchemy.dialects.postgresql import TSRANGE
 op.alter_column('customer', 'during', type_=TSRANGE(), existing_type=sa.String(),
                 postgresql_using='during::tsrange')
 op.drop_constraint('ck_customer_nickname_short', 'customer', type_='check')
+op.drop_constraint('fk_customer_referrer', 'customer', type_='foreignkey')
 """
 FROM_TSRANGE = """
 from sqlalchemy.dialects.postgresql import TSRANGE
+op.create_foreign_key('fk_customer_referrer', 'customer', 'customer', ['referrer_id'], ['id'],
+                      postgresql_not_valid=True)
 op.create_check_constraint('ck_customer_nickname_short', 'customer',
                            'char_length(nickname) <= 10', postgresql_not_valid=True)
 op.alter_column('customer', 'during', type_=sa.String(), existing_type=TSRANGE(),
@@ -582,11 +589,12 @@ op.alter_column('customer', 'during', type_=sa.String(), existing_type=TSRANGE()
 """
 
 
-def test_a_type_without_values_is_named_once_and_a_dropped_check_gets_what_it_forbade(
+def test_a_type_without_values_is_named_once_and_dropped_constraints_get_what_they_forbade(
     project: Project,
 ) -> None:
-    """No range value is made up, so that column gets none, in one line; the CHECK's
-    allowance is written all the same, and its downgrade (NOT VALID) keeps it."""
+    """No range value is made up, so that column gets none, in one line; what the dropped
+    CHECK and foreign key forbade is written all the same, and their downgrades (NOT VALID)
+    keep it."""
     project.write_model("customer", DURING)
     add_revision(project, "dur1ng000001", ADD_DURING, DROP_DURING)
     add_revision(
@@ -602,7 +610,8 @@ def test_a_type_without_values_is_named_once_and_a_dropped_check_gets_what_it_fo
         "upgrade allowed"
     ], result.stdout
     assert report_line(result.stdout, "dur1ngrange1").endswith(
-        "wrote values CHECK ck_customer_nickname_short forbade into customer"
+        "wrote values CHECK ck_customer_nickname_short forbade into customer; "
+        "wrote references to missing rows of customer into customer.referrer_id"
     ), result.stdout
 
 

@@ -84,6 +84,10 @@ class Allowance:
     names: tuple[str, ...] = ()  # the new labels, the CHECK's name, the referenced columns
 
 
+class NoValue(Exception):
+    """The gate makes up no value of a column's new type; the message names the column."""
+
+
 @dataclass
 class Used:
     """What the gate wrote into one table to use what a revision allowed."""
@@ -113,7 +117,7 @@ def allowances(
     found: list[Allowance] = []
     added = [line for line in change.added if part_of(line, line_name)]
     by_length = sorted(shape.columns, key=lambda column: -len(column.name))
-    for line in change.removed:
+    for line in sorted(change.removed):  # in a fixed order, as the rows are
         if not part_of(line, line_name):
             continue
         if line.startswith(f"column {line_name}."):
@@ -146,8 +150,7 @@ def allowances(
             if listed and "(" not in listed.group(1):
                 found.append(Allowance(table, unquoted(listed.group(1)), "duplicate"))
     for column in shape.columns:
-        new = tuple(label for label in labels.get(column.base_type.removesuffix("[]"), ()))
-        if new:
+        if new := labels.get(column.base_type.removesuffix("[]"), ()):
             found.append(Allowance(table, (column.name,), "labels", column.base_type, new))
     return list(dict.fromkeys(found))
 
@@ -173,6 +176,7 @@ class RoomWriter:
         self.cursor = cursor
         self.count = count
         self.next_row = count  # row numbers past every table's generated rows
+        self.rows = max(count, TRIES)  # rows made up per table, one of which uses an allowance
         self.ready = False
 
     def use(self, change: Change, tables: Mapping[str, int]) -> list[Used]:
@@ -214,7 +218,7 @@ class RoomWriter:
     def write(self, shape: TableShape, found: Iterable[Allowance]) -> Used:
         used = Used(shape.name)
         references = fetch_references(self.cursor, shape, self.count)
-        base = generate(shape, max(self.count, TRIES), references, first_row=self.next_row)
+        base = generate(shape, self.rows, references, first_row=self.next_row)
         self.next_row += len(base.values) + TRIES
         if base.unfillable or not base.values:
             used.notes.append(f"no row to use what the upgrade allowed in {shape.name}: "
@@ -222,22 +226,20 @@ class RoomWriter:
             return used
         for allowance in found:
             try:
-                line = self.use_one(shape, base, allowance)
+                if wrote := self.use_one(shape, base, allowance):
+                    used.wrote.append(wrote)
+            except NoValue as missing:
+                used.notes.append(str(missing))
             except Exception as error:  # a value or an expression the server refuses to read
                 used.notes.append(
                     f"no row to use what the upgrade allowed in {place(shape, allowance)}: "
                     f"{masked(first_line(error))}"
                 )
-                continue
-            if line and line.startswith("wrote "):
-                used.wrote.append(line.removeprefix("wrote "))
-            elif line:
-                used.notes.append(line)
         return used
 
     def use_one(self, shape: TableShape, base: Rows, allowance: Allowance) -> str | None:
-        """Write one row that uses ``allowance``: "wrote ..." when it went in, else a note
-        (or None when the new schema refuses every such row: nothing was allowed)."""
+        """Write one row that uses ``allowance``; returns what it holds, or None when the new
+        schema refuses every such row (then nothing was allowed)."""
         columns = list(base.columns)
         columns += [column for column in shape.columns
                     if column.name in allowance.columns and column not in columns]  # fmt: skip
@@ -247,8 +249,8 @@ class RoomWriter:
         target = [column for column in columns if overrides and column.name in allowance.columns]
         values, condition = self.candidates(shape, allowance, target)
         if values is None:
-            return (f"column {place(shape, allowance)} ({target[0].type}): no value the gate "
-                    "can make up to use what the upgrade allowed")  # fmt: skip
+            raise NoValue(f"column {place(shape, allowance)} ({target[0].type}): no value the "
+                          "gate can make up to use what the upgrade allowed")  # fmt: skip
         candidates = []
         for number, value in enumerate(values):
             row = list(rows[number % len(rows)])
@@ -271,7 +273,7 @@ class RoomWriter:
                 continue
             if self.cursor.rowcount and self.cursor.fetchone()[0]:
                 value = row[position[target[0].name]] if target else None
-                return f"wrote {described(allowance, target, value)} into {place(shape, allowance)}"
+                return f"{described(allowance, target, value)} into {place(shape, allowance)}"
         return None
 
     def candidates(
@@ -304,15 +306,14 @@ class RoomWriter:
                                 f"ORDER BY {order} LIMIT {TRIES}")  # fmt: skip
             return [tuple(row) for row in self.cursor.fetchall()], ""
         if kind == "check":
-            return [()] * TRIES, f"({allowance.old}) IS FALSE"
+            return [()] * self.rows, f"({allowance.old}) IS FALSE"
         pairs = " AND ".join(
             f"r.{quote(referenced)} = v.{quote(column)}"
             for column, referenced in zip(allowance.columns, allowance.names, strict=False)
         )
         present = " AND ".join(f"v.{quote(column)} IS NOT NULL" for column in allowance.columns)
-        return [
-            ()
-        ] * TRIES, f"{present} AND NOT EXISTS (SELECT FROM {allowance.old} r WHERE {pairs})"
+        missing = f"NOT EXISTS (SELECT FROM {allowance.old} r WHERE {pairs})"
+        return [()] * self.rows, f"{present} AND {missing}"
 
     def matching(
         self, columns: list[Column], rows: list[tuple[Value, ...]], condition: str

@@ -111,14 +111,8 @@ def run_steps(history: HistoryDatabase, steps: Steps) -> None:
     except Exception as error:
         revision, step = at
         if found := history.rows.data_error(error):
-            table, message, data, recipe = found
-            in_table = f" in {table}" if table else ""
-            raise StepFailed(
-                f"{where(revision)}: {step} failed on the gate's rows{in_table}: {message} "
-                f"({data}): {recipe}",
-                revision,
-                f"{message} ({data})",
-            ) from None
+            line = f"{where(revision)}: {found.line(step)}"
+            raise StepFailed(line, revision, found.what()) from None
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()
         raise StepFailed(
             f"{where(revision)}: {step} failed: {reason[0] if reason else error!r}"

@@ -75,6 +75,24 @@ def with_article(type_name: str) -> str:
     return ("an " if type_name[:1] in "aeiou" else "a ") + type_name
 
 
+@dataclass(frozen=True)
+class DataError:
+    """A step's failure on the gate's rows: the server's message (values masked), what in
+    the rows it met, and the recipe for that."""
+
+    table: str | None
+    message: str
+    data: str
+    recipe: str
+
+    def what(self) -> str:
+        return f"{self.message} ({self.data})"
+
+    def line(self, step: str) -> str:
+        where = f" in {self.table}" if self.table else ""
+        return f"{step} failed on the gate's rows{where}: {self.what()}: {self.recipe}"
+
+
 @dataclass
 class Timings:
     """Where the climb's time on rows goes, in seconds."""
@@ -350,18 +368,8 @@ class OnRows:
 
     # --- what it says ------------------------------------------------------------------------
 
-    def explain(self, error: BaseException, step: str) -> str | None:
-        """One line for a step that failed on the rows, or None when the rows are not why."""
-        found = self.data_error(error)
-        if found is None:
-            return None
-        table, message, data, recipe = found
-        where = f" in {table}" if table else ""
-        return f"{step} failed on the gate's rows{where}: {message} ({data}): {recipe}"
-
-    def data_error(self, error: BaseException) -> tuple[str | None, str, str, str] | None:
-        """The table, the server's message (values masked), what in the rows it met and the
-        recipe for it, when a step failed on the rows."""
+    def data_error(self, error: BaseException) -> DataError | None:
+        """What a step failed on in the rows, or None when the rows are not why."""
         if not self.active:
             return None
         found = database_error(error)
@@ -388,7 +396,7 @@ class OnRows:
             in_column=f" in {column}" if column else "",
         )
         message = masked(primary) if sqlstate.startswith("22") else primary  # values, quoted
-        return table, message, data, recipe
+        return DataError(table, message, data, recipe)
 
     def check_definition(self, constraint: str | None, table: str | None) -> str:
         if not constraint:

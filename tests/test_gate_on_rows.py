@@ -564,7 +564,8 @@ op.add_column('customer', sa.Column('during', sa.String(), nullable=True))
 op.create_check_constraint('ck_customer_nickname_short', 'customer',
                            'char_length(nickname) <= 10', postgresql_not_valid=True)
 op.add_column('customer', sa.Column('referrer_id', sa.Integer(), nullable=True))
-op.create_foreign_key('fk_customer_referrer', 'customer', 'customer', ['referrer_id'], ['id'])
+op.create_foreign_key('fk_customer_referrer', 'customer', 'customer', ['referrer_id'], ['id'],
+                      postgresql_not_valid=True)
 """
 DROP_DURING = """
 op.drop_column('customer', 'referrer_id')

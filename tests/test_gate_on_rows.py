@@ -117,9 +117,10 @@ def passes(project: Project, **env: str) -> str:
 
 
 def report_line(result: str, rev: str) -> str:
-    """The gate's report on ``rev``: what it measured on rows."""
-    [line] = [line for line in result.splitlines() if line.startswith(f"  revision {rev} (")]
-    return line.strip()
+    """The gate's report on ``rev``: what it measured on rows (its first line)."""
+    lines = [line for line in result.splitlines() if line.startswith(f"  revision {rev} (")]
+    assert lines, result
+    return lines[0].strip()
 
 
 # --- the three revisions of the issue ------------------------------------------------------
@@ -316,7 +317,7 @@ NARROW_CUTTING = """
 op.alter_column("customer", "code", type_=sa.String(length=20), existing_type=sa.String(length=40),
                 postgresql_using="left(code, 20)")
 """
-WIDE_CODES = "op.execute(\"UPDATE customer SET code = code || '+2026-reformatted'\")"
+WIDE_CODES = "op.execute(\"UPDATE customer SET code = left(code, 30) || '+2026'\")"
 WIDENING = "varchar(20) to varchar(40) only widens: no rewrite, no reindex"
 CUTS = "codes longer than 20 characters, written since, cannot go back into varchar(20)"
 
@@ -353,6 +354,268 @@ def test_an_accepted_lossy_downgrade_that_loses_nothing_fails(project: Project) 
     assert "accepted_hazards lists lossy-downgrade, but its downgrade lost nothing" in line
 
 
+# --- what each upgrade makes possible ------------------------------------------------------
+
+WIDE_BALANCE = (
+    "balance: Decimal | None = Field(default=None, max_digits={digits}, decimal_places=2)"
+)
+ADD_BALANCE = "op.add_column('customer', sa.Column('balance', sa.Numeric(10, 2), nullable=True))"
+BALANCE_TYPE = "op.alter_column('customer', 'balance', type_=sa.{}, existing_type=sa.{})"
+WIDEN_BALANCE = BALANCE_TYPE.format("Numeric(14, 2)", "Numeric(10, 2)")
+NARROW_BALANCE = BALANCE_TYPE.format("Numeric(10, 2)", "Numeric(14, 2)")
+MOOD = """\
+class Mood(str, enum.Enum):
+    calm = "calm"
+    busy = "busy"
+    angry = "angry"
+
+
+"""
+ADD_MOOD = """
+op.execute("CREATE TYPE mood AS ENUM ('calm', 'busy')")
+op.add_column('customer', sa.Column(
+    'mood', sa.Enum('calm', 'busy', name='mood', create_type=False), nullable=True))
+"""
+DROP_MOOD = "op.drop_column('customer', 'mood')\nop.execute('DROP TYPE mood')"
+SYNC_MOOD = """
+from alembic_postgresql_enum import TableReference
+op.sync_enum_values(
+    enum_schema="public", enum_name="mood", new_values={labels!r},
+    affected_columns=[TableReference(table_schema="public", table_name="customer",
+                                     column_name="mood")],
+    enum_values_to_rename=[],
+)
+"""
+EMAIL_NULLABLE = (
+    "op.alter_column('customer', 'email', existing_type=sa.String(320), nullable={nullable})"
+)
+CODE_INDEX = """
+op.drop_index('ix_customer_code', table_name='customer')
+op.create_index('ix_customer_code', 'customer', ['code'], unique={unique})
+"""
+NOT_REVERSIBLE = "once used, the old {what} cannot hold it: restore from the backup instead"
+
+
+def customer_model(project: Project, *changes: str) -> None:
+    """The customer model after the ``changes`` (names of the allowances below)."""
+    source = CUSTOMER.replace("from sqlmodel", "from decimal import Decimal\n\nfrom sqlmodel")
+    if "varchar" in changes:
+        source = source.replace("max_length=20", "max_length=40")
+    if "unique" in changes:
+        source = source.replace("index=True, unique=True", "index=True")
+    if "not-null" in changes:
+        source = source.replace("email: str = Field(", "email: str | None = Field(default=None, ")
+    if "numeric" in changes:
+        source += "    " + WIDE_BALANCE.format(digits=14) + "\n"
+    if "enum" in changes:
+        source = "import enum\n" + source.replace("class Customer", MOOD + "class Customer")
+        source += "    mood: Mood | None = None\n"
+    project.write_model("customer", source)
+
+
+def varchar_widened(project: Project, accepted: dict[str, str]) -> str:
+    accepted = {"changing-column-type": WIDENING, **accepted}
+    add_revision(project, "r00mvarchar1", WIDEN, NARROW_CUTTING, accepted)
+    return "r00mvarchar1"
+
+
+def numeric_widened(project: Project, accepted: dict[str, str]) -> str:
+    add_revision(project, "r00mbalance0", ADD_BALANCE, "op.drop_column('customer', 'balance')")
+    add_revision(project, "r00mnumeric1", WIDEN_BALANCE, NARROW_BALANCE, accepted)
+    return "r00mnumeric1"
+
+
+def enum_label_added(project: Project, accepted: dict[str, str]) -> str:
+    add_revision(project, "r00mmood0000", ADD_MOOD, DROP_MOOD)
+    add_revision(
+        project, "r00menum0001", "op.execute(\"ALTER TYPE mood ADD VALUE 'angry'\")",
+        SYNC_MOOD.format(labels=["calm", "busy"]), accepted,
+    )  # fmt: skip
+    return "r00menum0001"
+
+
+def not_null_dropped(project: Project, accepted: dict[str, str]) -> str:
+    add_revision(
+        project, "r00mnotnull1", EMAIL_NULLABLE.format(nullable=True),
+        EMAIL_NULLABLE.format(nullable=False), accepted,
+    )  # fmt: skip
+    return "r00mnotnull1"
+
+
+def unique_dropped(project: Project, accepted: dict[str, str]) -> str:
+    add_revision(
+        project, "r00munique01", CODE_INDEX.format(unique=False), CODE_INDEX.format(unique=True),
+        accepted,
+    )  # fmt: skip
+    return "r00munique01"
+
+
+# What each revision allows, what the gate writes to use it, and how its downgrade fails.
+ALLOWANCES = {
+    "varchar": (varchar_widened, "40-character values into customer.code", "code cut short"),
+    "numeric": (
+        numeric_widened, "values numeric(10,2) cannot hold into customer.balance",
+        "cannot run once production has used what the upgrade allowed",
+    ),
+    "enum": (
+        enum_label_added, "the new labels of mood into customer.mood",
+        "cannot run once production has used what the upgrade allowed",
+    ),
+    "not-null": (
+        not_null_dropped, "NULLs into customer.email",
+        "cannot run once production has used what the upgrade allowed",
+    ),
+    "unique": (
+        unique_dropped, "duplicates of (code) into customer",
+        "cannot run once production has used what the upgrade allowed",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("allowance", ALLOWANCES)
+def test_a_downgrade_that_takes_back_what_its_upgrade_allowed_fails_naming_it(
+    project: Project, allowance: str
+) -> None:
+    """After the upgrade the gate writes rows that use the new room, as production will the
+    day after the deploy; the downgrade then loses them, or cannot run on them."""
+    write, wrote, how = ALLOWANCES[allowance]
+    customer_model(project, allowance)
+    rev = write(project, {})
+    result = gate(project)
+    line = downgrade_line(result, rev)
+    assert how in line, line
+    assert wrote in line, line
+    assert 'accepted_hazards = {"lossy-downgrade": "<why it is safe>"}' in line, line
+    assert "lorem ipsum" not in output(result), "no value is printed"
+
+
+def test_each_downgrade_that_takes_back_an_allowance_passes_once_accepted(
+    project: Project,
+) -> None:
+    """All five in one history, each accepting lossy-downgrade: the gate passes, and its
+    report says what it wrote after each upgrade and what each acceptance covers."""
+    customer_model(project, *ALLOWANCES)
+    revisions = {}
+    for allowance, (write, _, _) in ALLOWANCES.items():
+        reason = NOT_REVERSIBLE.format(what=allowance)
+        revisions[allowance] = (write(project, {"lossy-downgrade": reason}), reason)
+    result = gate(project)
+    assert result.returncode == 0, output(result)
+    for allowance, (rev, reason) in revisions.items():
+        _, wrote, _ = ALLOWANCES[allowance]
+        assert f"wrote {wrote}" in report_line(result.stdout, rev), result.stdout
+        assert f"(accepted lossy-downgrade: {reason})" in result.stdout, result.stdout
+
+
+UNAFFECTED = """\
+from sqlmodel import Field, SQLModel
+
+
+class Tag(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(max_length=40)
+"""
+
+
+def test_revisions_whose_downgrade_takes_back_no_allowance_need_no_acceptance(
+    project: Project,
+) -> None:
+    """A new table, a new nullable column, a new index, a new constraint: nothing written."""
+    model(project, nickname="nickname: str | None = Field(default=None, index=True)\n"
+                             "    motto: str | None = None")  # fmt: skip
+    project.write_model("tag", UNAFFECTED)
+    add_revision(
+        project, "newtab1e0001",
+        "op.create_table('tag', sa.Column('id', sa.Integer(), nullable=False),"
+        " sa.Column('label', sa.String(40), nullable=False),"
+        " sa.PrimaryKeyConstraint('id', name=op.f('pk_tag')))",
+        "op.drop_table('tag')",
+    )  # fmt: skip
+    add_revision(project, "newc01umn001", ADD_MOTTO, "op.drop_column('customer', 'motto')")
+    add_revision(
+        project, "new1ndex0001",
+        "op.create_index('ix_customer_nickname', 'customer', ['nickname'])",
+        "op.drop_index('ix_customer_nickname', table_name='customer')",
+    )  # fmt: skip
+    add_revision(
+        project, "newcheck0001",
+        "op.create_check_constraint('ck_customer_email_short', 'customer',"
+        " 'char_length(email) <= 320')",
+        "op.drop_constraint('ck_customer_email_short', 'customer', type_='check')",
+    )  # fmt: skip
+    result = gate(project)
+    assert result.returncode == 0, output(result)
+    for rev in ("newtab1e0001", "newc01umn001", "new1ndex0001", "newcheck0001"):
+        assert not re.search(r"(?<!re)wrote ", report_line(result.stdout, rev)), result.stdout
+
+
+DURING = (
+    """\
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import TSRANGE
+"""
+    + CUSTOMER
+    + "    during: Any | None = Field(default=None, sa_type=TSRANGE)\n"
+    + "    referrer_id: int | None = None\n"
+)
+ADD_DURING = """
+op.add_column('customer', sa.Column('during', sa.String(), nullable=True))
+op.create_check_constraint('ck_customer_nickname_short', 'customer',
+                           'char_length(nickname) <= 10', postgresql_not_valid=True)
+op.add_column('customer', sa.Column('referrer_id', sa.Integer(), nullable=True))
+op.create_foreign_key('fk_customer_referrer', 'customer', 'customer', ['referrer_id'], ['id'],
+                      postgresql_not_valid=True)
+"""
+DROP_DURING = """
+op.drop_column('customer', 'referrer_id')
+op.drop_constraint('ck_customer_nickname_short', 'customer', type_='check')
+op.drop_column('customer', 'during')
+"""
+TO_TSRANGE = """
+from sqlalchemy.dialects.postgresql import TSRANGE
+op.alter_column('customer', 'during', type_=TSRANGE(), existing_type=sa.String(),
+                postgresql_using='during::tsrange')
+op.drop_constraint('ck_customer_nickname_short', 'customer', type_='check')
+op.drop_constraint('fk_customer_referrer', 'customer', type_='foreignkey')
+"""
+FROM_TSRANGE = """
+from sqlalchemy.dialects.postgresql import TSRANGE
+op.create_foreign_key('fk_customer_referrer', 'customer', 'customer', ['referrer_id'], ['id'],
+                      postgresql_not_valid=True)
+op.create_check_constraint('ck_customer_nickname_short', 'customer',
+                           'char_length(nickname) <= 10', postgresql_not_valid=True)
+op.alter_column('customer', 'during', type_=sa.String(), existing_type=TSRANGE(),
+                postgresql_using='during::text')
+"""
+
+
+def test_a_type_without_values_is_named_once_and_dropped_constraints_get_what_they_forbade(
+    project: Project,
+) -> None:
+    """No range value is made up, so that column gets none, in one line; what the dropped
+    CHECK and foreign key forbade is written all the same, and their downgrades (NOT VALID)
+    keep it."""
+    project.write_model("customer", DURING)
+    add_revision(project, "dur1ng000001", ADD_DURING, DROP_DURING)
+    add_revision(
+        project, "dur1ngrange1", TO_TSRANGE, FROM_TSRANGE,
+        {"table-rewrite": "customer is small", "changing-column-type": "customer is small"},
+    )  # fmt: skip
+    result = gate(project)
+    assert result.returncode == 0, output(result)
+    assert "Traceback" not in output(result)
+    named = [line for line in result.stdout.splitlines() if "customer.during (tsrange)" in line]
+    assert named == [
+        "  column customer.during (tsrange): no value the gate can make up to use what the "
+        "upgrade allowed"
+    ], result.stdout
+    assert report_line(result.stdout, "dur1ngrange1").endswith(
+        "wrote values CHECK ck_customer_nickname_short forbade into customer; "
+        "wrote references to missing rows of customer into customer.referrer_id"
+    ), result.stdout
+
+
 # --- locks and rewrites --------------------------------------------------------------------
 
 
@@ -378,10 +641,12 @@ def test_a_widening_is_reported_as_no_rewrite_and_the_review_says_squawk_disagre
     project: Project,
 ) -> None:
     model(project, code=WIDE_CODE)
-    add_revision(project, "w1den0nly001", WIDEN, NARROW, {"changing-column-type": WIDENING})
+    accepted = {"changing-column-type": WIDENING, "lossy-downgrade": CUTS}
+    add_revision(project, "w1den0nly001", WIDEN, NARROW, accepted)
     result = passes(project)
     assert report_line(result, "w1den0nly001").endswith(
-        "takes ACCESS EXCLUSIVE on customer (blocks reads and writes)"
+        "takes ACCESS EXCLUSIVE on customer (blocks reads and writes); "
+        "wrote 40-character values into customer.code"
     ), result
 
     review = project.run("uvx", "nox", "-s", "review", MIGRATION_LINT_BASE="HEAD")
@@ -397,7 +662,8 @@ def test_an_accepted_rewrite_that_rewrites_nothing_fails(project: Project) -> No
     model(project, code=WIDE_CODE)
     add_revision(
         project, "w1den0stale1", WIDEN, NARROW,
-        {"changing-column-type": WIDENING, "table-rewrite": "it may rewrite"},
+        {"changing-column-type": WIDENING, "table-rewrite": "it may rewrite",
+         "lossy-downgrade": CUTS},
     )  # fmt: skip
     line = rewrite_line(gate(project), "w1den0stale1")
     assert "accepted_hazards lists table-rewrite, but it rewrote no table with rows" in line

@@ -31,7 +31,15 @@ Steps = Callable[[SchemaReader], Iterator[tuple[Script, bool]]]
 
 
 class StepFailed(Exception):
-    """A revision failed or did not undo itself; the message is one line that names it."""
+    """A revision failed or did not undo itself; the message is one line that names it.
+
+    ``on_rows`` says what in the gate's rows the step failed on, when that is why.
+    """
+
+    def __init__(self, message: str, revision: Script | None = None, on_rows: str = "") -> None:
+        super().__init__(message)
+        self.revision = revision
+        self.on_rows = on_rows
 
 
 @dataclass
@@ -102,8 +110,9 @@ def run_steps(history: HistoryDatabase, steps: Steps) -> None:
         raise
     except Exception as error:
         revision, step = at
-        if on_rows := history.rows.explain(error, step):
-            raise StepFailed(f"{where(revision)}: {on_rows}") from None
+        if found := history.rows.data_error(error):
+            line = f"{where(revision)}: {found.line(step)}"
+            raise StepFailed(line, revision, found.what()) from None
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()
         raise StepFailed(
             f"{where(revision)}: {step} failed: {reason[0] if reason else error!r}"
@@ -131,18 +140,36 @@ def climb(history: HistoryDatabase) -> None:
     run_steps(history, upgrades)
 
 
+@dataclass
+class Descent:
+    """Where the way down is: the next step, the schema it starts from, and the downgrade run
+    again without the rows that use its upgrade's allowance (with what it failed on)."""
+
+    steps: list[tuple[Script, Change]]
+    schema: frozenset[str]
+    step: int = 0
+    retried: tuple[Script, str] | None = None
+
+
 def descend(history: HistoryDatabase) -> None:
-    """Downgrade from head to base; each downgrade must bring back the schema before its upgrade."""
+    """Downgrade from head to base; each downgrade must bring back the schema before its upgrade.
+
+    A downgrade that fails on the rows written to use what its upgrade allowed
+    runs again without them: when it then passes, it cannot run once production
+    has used the allowance (``on_rows.py`` says whether the revision accepts that).
+    """
     at_head = history.schema_at_head
     assert at_head is not None, "climb the history first"
     history.schema_at_head = None  # whatever happens next, it is not at head any more
+    descent = Descent(list(reversed(history.changes)), at_head)
 
     def downgrades(reader: SchemaReader) -> Iterator[tuple[Script, bool]]:
-        schema = at_head
-        for revision, change in reversed(history.changes):
+        for index in range(descent.step, len(descent.steps)):
+            revision, change = descent.steps[index]
+            descent.step = index
             history.rows.before_downgrade(revision)
             yield revision, False
-            found, expected = reader.lines(), change.undone(schema)
+            found, expected = reader.lines(), change.undone(descent.schema)
             if found != expected:
                 raise StepFailed(
                     f"{where(revision)}: its downgrade did not undo its upgrade: "
@@ -150,8 +177,30 @@ def descend(history: HistoryDatabase) -> None:
                 )
             if loss := history.rows.after_downgrade(revision):
                 raise StepFailed(history.rows.loss_problem(revision, loss))
-            schema = found
+            if descent.retried and descent.retried[0] is revision:
+                if problem := history.rows.cannot_run_problem(revision, descent.retried[1]):
+                    raise StepFailed(problem)
+                descent.retried = None
+            descent.schema = found
 
-    run_steps(history, downgrades)
+    while True:
+        try:
+            run_steps(history, downgrades)
+            break
+        except StepFailed as failure:
+            if not retry_without_room(history, descent, failure):
+                raise
     if stale := history.rows.stale_losses():
         raise StepFailed("; ".join(stale))
+
+
+def retry_without_room(history: HistoryDatabase, descent: Descent, failure: StepFailed) -> bool:
+    """Whether the downgrade that failed on the rows runs again, without the rows that use
+    what its upgrade allowed (once, and only when there are such rows)."""
+    revision = failure.revision
+    if (not failure.on_rows or revision is None or descent.retried is not None
+            or revision is not descent.steps[descent.step][0]
+            or not history.rows.take_back_room(revision)):  # fmt: skip
+        return False
+    descent.retried = (revision, failure.on_rows)
+    return True

@@ -13,8 +13,10 @@ from before the upgrade, and the one from just before the downgrade. A row
 that was there before the upgrade and is still there before the downgrade must
 be there afterwards, and each of its values (in the columns all three have)
 must be what it was in one of the two copies: a backfill or a deduplication
-may stay, a cut or a lost value may not. A table without such a key is
-compared by content: every row that neither step changed must still be there.
+may stay, a cut or a lost value may not. The rows written after the upgrade to
+use what it allowed (``room.py``) must be there as they were written. A table
+without such a key is compared by content: every row that neither step
+changed must still be there.
 """
 
 from __future__ import annotations
@@ -179,18 +181,20 @@ class RowKeeper:
                 changed.add(copy.table)
         return changed
 
-    def copy(self, tables: Iterable[str]) -> dict[str, Copy]:
-        """Keep a copy of each table's rows now; returns the copies by table."""
+    def copy(self, tables: Iterable[str], since: str | None = None) -> dict[str, Copy]:
+        """Keep a copy of each table's rows now (only those written since the mark ``since``,
+        when given); returns the copies by table."""
         names = list(tables)
         if not names:
             return {}
         self.cursor.execute(SHAPE, (names,))
         copies = {}
+        written = f" WHERE age(xmin) <= age('{since}'::xid)" if since else ""
         for table, oid, columns, types, key in self.cursor.fetchall():
             self.versions += 1
             self.cursor.execute(
                 f"INSERT INTO gate_rows SELECT {self.versions}, {key_text(key)}, "
-                f"{content(columns)} FROM {table}"
+                f"{content(columns)} FROM {table}{written}"
             )
             copies[table] = Copy(
                 self.versions, table, oid, dict(zip(columns, types, strict=True)), tuple(key),
@@ -198,19 +202,31 @@ class RowKeeper:
             )  # fmt: skip
         return copies
 
-    def losses(self, before: Copy, prior: Copy, now: Copy) -> Loss:
+    def losses(self, before: Copy, prior: Copy, now: Copy, used: Copy | None = None) -> Loss:
         """What the rows ``now`` lost of those in ``before`` (the upgrade's start) that
-        ``prior`` (the downgrade's start) still held."""
+        ``prior`` (the downgrade's start) still held; ``used`` holds rows written after the
+        upgrade, which must stay as ``prior`` holds them."""
         loss = Loss(now.table, recreated=now.oid != prior.oid)
         shared = [name for name in now.columns if name in before.columns and name in prior.columns]
-        if before.key and before.key == prior.key == now.key:
-            self._keyed_losses(before, prior, now, shared, loss)
+        kept = (before.version,) if used is None else (before.version, used.version)
+        if before.key and before.key == prior.key == now.key == (used or before).key:
+            self._keyed_losses(kept, prior, now, shared, loss)
         else:
-            self._content_losses(before, prior, now, shared, loss)
+            self._content_losses(kept, prior, now, shared, loss)
         return loss
 
+    def delete(self, copy: Copy) -> None:
+        """Delete from its table the rows that ``copy`` holds (matched by its key, or by
+        content when it has none)."""
+        match = key_text(copy.key) if copy.key else f"({content(copy.columns)})::text"
+        stored = "key" if copy.key else "content::text"
+        self.cursor.execute(
+            f"DELETE FROM {copy.table} WHERE {match} IN "
+            f"(SELECT {stored} FROM gate_rows WHERE version = {copy.version})"
+        )
+
     def _keyed_losses(
-        self, before: Copy, prior: Copy, now: Copy, shared: list[str], loss: Loss
+        self, kept: tuple[int, ...], prior: Copy, now: Copy, shared: list[str], loss: Loss
     ) -> None:
         types = ", ".join(f"({sql_text(name)}, {sql_text(now.columns[name])})" for name in shared)
         self.cursor.execute(
@@ -221,7 +237,7 @@ class RowKeeper:
                 FROM gate_rows b
                 JOIN gate_rows p ON p.version = {prior.version} AND p.key = b.key
                 LEFT JOIN gate_rows n ON n.version = {now.version} AND n.key = b.key
-                WHERE b.version = {before.version}
+                WHERE b.version IN ({", ".join(map(str, kept))})
             )
             SELECT NULL, count(*), 0, 0 FROM pairs WHERE gone
             UNION ALL
@@ -244,20 +260,21 @@ class RowKeeper:
                 loss.changed[column] = (count, nulled, cut)
 
     def _content_losses(
-        self, before: Copy, prior: Copy, now: Copy, shared: list[str], loss: Loss
+        self, kept: tuple[int, ...], prior: Copy, now: Copy, shared: list[str], loss: Loss
     ) -> None:
-        """Rows with the same values in ``before`` and ``prior`` must all be in ``now``."""
+        """Rows with the same values in ``kept`` and ``prior`` must all be in ``now``."""
         loss.keyless = True
         projected = build_object([f"{sql_text(name)}, content -> {sql_text(name)}"
                                   for name in shared])  # fmt: skip
-        versions = (before.version, prior.version, now.version)
+        versions = (*kept, prior.version, now.version)
         self.cursor.execute(
             f"""
             WITH counted AS (
                 SELECT version, ({projected})::text AS row_content, count(*) AS n
                 FROM gate_rows WHERE version IN {versions} GROUP BY 1, 2
             ),
-            b AS (SELECT row_content, n FROM counted WHERE version = {before.version}),
+            b AS (SELECT row_content, sum(n) AS n FROM counted
+                  WHERE version IN ({", ".join(map(str, kept))}) GROUP BY 1),
             p AS (SELECT row_content, n FROM counted WHERE version = {prior.version}),
             w AS (SELECT row_content, n FROM counted WHERE version = {now.version})
             SELECT coalesce(sum(least(b.n, p.n) - coalesce(w.n, 0)), 0)

@@ -19,7 +19,8 @@ from .revisions import describe
 # The gate's own rules, with what makes each one fire.
 GATE_RULES = {
     "table-rewrite": "the revision rewrites a table that holds rows",
-    "lossy-downgrade": "the downgrade loses data that its upgrade did not create",
+    "lossy-downgrade": "the downgrade loses data that its upgrade did not create, or cannot "
+    "run on what its upgrade allowed",
     "breaks-running-release": "the release that runs now fails on the schema it makes",
 }
 

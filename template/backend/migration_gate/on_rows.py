@@ -8,15 +8,19 @@ in production long ago, and climb empty tables as before. Where the first
 checked revision starts, every table there is gets rows (``rows.py``), as
 production has them; each table that a checked revision creates gets rows
 right after it. The rows stay as the climb goes on: a column that a revision
-adds holds what Postgres gives it, and the next revision sees that.
+adds holds what Postgres gives it, and the next revision sees that. After each
+upgrade, the tables it changed get rows that use what it allowed (``room.py``):
+longer text, a new enum label, a NULL where NOT NULL went, and so on.
 
 For each checked revision the gate measures the locks it holds on tables with
 rows and what it rewrites (``trace.py``), and keeps a copy of every table
 whose rows it changed (``data_state.py``). On the way down, each downgrade must
-keep what its upgrade did not create. A revision that rewrites a table with
-rows, or whose downgrade loses data, fails unless it accepts ``table-rewrite``
-or ``lossy-downgrade`` on the record (``hazards.py``); an acceptance that no
-longer fires fails as well.
+keep what its upgrade did not create, and the rows that use what it allowed;
+one that cannot run on those rows cannot run once production has used them. A
+revision that rewrites a table with rows, or whose downgrade loses data or
+cannot run on what its upgrade allowed, fails unless it accepts
+``table-rewrite`` or ``lossy-downgrade`` on the record (``hazards.py``); an
+acceptance that no longer fires fails as well.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .data_state import Copy, Loss, RowKeeper
 from .hazards import DeclarationError, accepted_hazards, how_to_accept, stale
 from .project import ROWS_SETTING
 from .revisions import where
+from .room import RoomWriter
 from .rows import Inserted, fill, masked
 from .schema_state import Change, own_connection
 from .trace import Measured, Trace
@@ -68,6 +73,24 @@ def with_article(type_name: str) -> str:
     if type_name.startswith("enum "):
         return f"a label of {type_name}"
     return ("an " if type_name[:1] in "aeiou" else "a ") + type_name
+
+
+@dataclass(frozen=True)
+class DataError:
+    """A step's failure on the gate's rows: the server's message (values masked), what in
+    the rows it met, and the recipe for that."""
+
+    table: str | None
+    message: str
+    data: str
+    recipe: str
+
+    def what(self) -> str:
+        return f"{self.message} ({self.data})"
+
+    def line(self, step: str) -> str:
+        where = f" in {self.table}" if self.table else ""
+        return f"{step} failed on the gate's rows{where}: {self.what()}: {self.recipe}"
 
 
 @dataclass
@@ -110,8 +133,12 @@ class OnRows:
     measured: dict[str, Measured] = field(default_factory=dict)
     shortfalls: list[str] = field(default_factory=list)
     losses: dict[str, list[Loss]] = field(default_factory=dict)
+    used: dict[str, dict[str, Copy]] = field(default_factory=dict)  # revision: rows that use it
+    wrote: dict[str, list[str]] = field(default_factory=dict)  # revision: what those rows hold
+    cannot_run: set[str] = field(default_factory=set)  # downgrades that failed on those rows
     timings: Timings = field(default_factory=Timings)
     _keeper: RowKeeper | None = None
+    _room: RoomWriter | None = None
     _trace: Trace | None = None
     _connection: Any = None
     _mark: str = ""
@@ -188,6 +215,25 @@ class OnRows:
                 del self.copies[table]
             self.copies.update(keeper.copy(changed & set(existing)))
         self.add_rows(sorted(tables_in(change.added)))
+        self.use_room(revision, change)
+
+    def use_room(self, revision: Script, change: Change) -> None:
+        """Rows that use what the upgrade allowed (``room.py``), as production will write."""
+        keeper = self.keeper
+        if self._room is None:
+            self._room = RoomWriter(keeper.cursor, self.count)
+        with self.timings.timing("rows"):
+            mark = keeper.mark()
+            used = self._room.use(change, {name: copy.oid for name, copy in self.copies.items()})
+        notes = [note for item in used for note in item.notes]
+        self.shortfalls += [note for note in notes if note not in self.shortfalls]
+        written = [item.table for item in used if item.wrote]
+        if not written:
+            return
+        self.wrote[revision.revision] = [line for item in used for line in item.wrote]
+        with self.timings.timing("comparisons"):
+            self.used[revision.revision] = keeper.copy(written, since=mark)
+            self.copies.update(keeper.copy(written))
 
     def rewrite_problems(self) -> list[str]:
         """A rewrite of a table with rows that the revision does not accept, or an accepted
@@ -239,11 +285,13 @@ class OnRows:
             changed = keeper.changed(self.touched(revision, locked), self._mark)
             changed |= {table for table in before if table not in self.copies}
             now = keeper.copy(changed & set(existing))
+            used = self.used.get(revision.revision, {})
             losses = [
                 loss
                 for table, copy in now.items()
                 if table in before and table in self.copies
-                and (loss := keeper.losses(before[table], self.copies[table], copy))
+                and (loss := keeper.losses(before[table], self.copies[table], copy,
+                                           used.get(table)))
             ]  # fmt: skip
             for table in changed - set(existing):
                 self.copies.pop(table, None)
@@ -268,8 +316,42 @@ class OnRows:
     def loss_problem(self, revision: Script, loss: Loss) -> str:
         return (
             f"{where(revision)}: its downgrade lost data it did not create, in "
-            f"{loss.describe()}; keep the data (or leave values the upgrade changed), or accept "
-            f"it on the record: {how_to_accept('lossy-downgrade')}"
+            f"{loss.describe()}{self.after_upgrade_wrote(revision)}; keep the data (or leave "
+            f"values the upgrade changed), or accept it on the record: "
+            f"{how_to_accept('lossy-downgrade')}"
+        )
+
+    def after_upgrade_wrote(self, revision: Script) -> str:
+        wrote = self.wrote.get(revision.revision)
+        return f" (after the upgrade the gate wrote {', '.join(wrote)})" if wrote else ""
+
+    def take_back_room(self, revision: Script) -> bool:
+        """Delete the rows written to use what the upgrade allowed, so that its downgrade
+        runs again without them; False when there are none, or they cannot go."""
+        used = self.used.pop(revision.revision, None)
+        if not used or not self.active:
+            return False
+        keeper = self.keeper
+        try:
+            for copy in used.values():
+                keeper.delete(copy)
+        except Exception:  # rows written later point at them: the downgrade fails as it did
+            return False
+        self.copies.update(keeper.copy(keeper.existing(used)))
+        return True
+
+    def cannot_run_problem(self, revision: Script, failure: str) -> str | None:
+        """The downgrade failed on the rows that use what its upgrade allowed, and ran
+        without them: one line, or None when the revision accepts ``lossy-downgrade``."""
+        self.cannot_run.add(revision.revision)
+        if "lossy-downgrade" in accepted(revision):
+            return None
+        return (
+            f"{where(revision)}: its downgrade cannot run once production has used what the "
+            f"upgrade allowed: after the upgrade the gate wrote "
+            f"{', '.join(self.wrote.get(revision.revision, []))}, and the downgrade failed on "
+            f"them ({failure}); make the downgrade keep such rows, or accept on the record that "
+            f"this revision is not reversible after use: {how_to_accept('lossy-downgrade')}"
         )
 
     def stale_losses(self) -> list[str]:
@@ -279,13 +361,15 @@ class OnRows:
                 where(revision), "lossy-downgrade", "its downgrade lost nothing on the gate's rows"
             )
             for revision in self.on_rows
-            if "lossy-downgrade" in accepted(revision) and revision.revision not in self.losses
+            if "lossy-downgrade" in accepted(revision)
+            and revision.revision not in self.losses
+            and revision.revision not in self.cannot_run
         ]
 
     # --- what it says ------------------------------------------------------------------------
 
-    def explain(self, error: BaseException, step: str) -> str | None:
-        """One line for a step that failed on the rows, or None when the rows are not why."""
+    def data_error(self, error: BaseException) -> DataError | None:
+        """What a step failed on in the rows, or None when the rows are not why."""
         if not self.active:
             return None
         found = database_error(error)
@@ -311,9 +395,8 @@ class OnRows:
             a_type=with_article(type_name) if type_name else "of the new type",
             in_column=f" in {column}" if column else "",
         )
-        where = f" in {table}" if table else ""
         message = masked(primary) if sqlstate.startswith("22") else primary  # values, quoted
-        return f"{step} failed on the gate's rows{where}: {message} ({data}): {recipe}"
+        return DataError(table, message, data, recipe)
 
     def check_definition(self, constraint: str | None, table: str | None) -> str:
         if not constraint:
@@ -339,7 +422,8 @@ class OnRows:
         for revision in self.on_rows:
             measured = self.measured.get(revision.revision)
             if measured is not None:
-                lines.append(f"  {where(revision)}: {'; '.join(measured.lines())}")
+                wrote = [f"wrote {line}" for line in self.wrote.get(revision.revision, [])]
+                lines.append(f"  {where(revision)}: {'; '.join(measured.lines() + wrote)}")
         lines += [f"  {line}" for line in self.shortfalls]
         for revision in self.on_rows:
             for loss in self.losses.get(revision.revision, []):
@@ -349,6 +433,13 @@ class OnRows:
                         f"  {where(revision)}: its downgrade lost data in {loss.describe()} "
                         f"(accepted lossy-downgrade: {reason})"
                     )
+            if revision.revision in self.cannot_run and (
+                reason := accepted(revision).get("lossy-downgrade")
+            ):
+                lines.append(
+                    f"  {where(revision)}: its downgrade cannot run once production has used "
+                    f"what the upgrade allowed (accepted lossy-downgrade: {reason})"
+                )
         return lines
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from alembic.autogenerate import renderers
 from alembic.autogenerate.api import AutogenContext
+from alembic.autogenerate.render import render_op
 from alembic.operations import ops
 from alembic.util import CommandError
 from sqlalchemy import Column, DefaultClause, text
@@ -69,8 +70,6 @@ class StatementOp(ops.MigrateOperation):
 
 @renderers.dispatch_for(AutocommitBlockOp)
 def render_autocommit_block(autogen_context: AutogenContext, op: AutocommitBlockOp) -> list[str]:
-    from alembic.autogenerate.render import render_op
-
     lines = ["with op.get_context().autocommit_block():"]
     for step in op.steps:
         lines += render_op(autogen_context, step)
@@ -265,6 +264,7 @@ def validate(table: str, name: str) -> StatementOp:
 
 
 def enum_values_added(op: ops.MigrateOperation) -> bool:
+    """alembic-postgresql-enum's operation for labels that are only added (1.8 and later)."""
     return type(op).__name__ == "AddEnumValuesOp"
 
 

@@ -118,3 +118,155 @@ def test_a_check_and_an_index_predicate_the_comparators_miss_fail_the_gate(
     result = gate(project)
     assert result.returncode == 0, output(result)
     assert re.search(r"\b7 passed\b", result.stdout), result.stdout
+
+
+# What may differ between the models and a history and is no difference, all at once: SQL
+# spelled apart from SQLAlchemy's, a column appended by ADD COLUMN that the models declare
+# in the middle, a table renamed after its SERIAL sequence was named, an index the user's
+# include_object hides, a trigger and its function, an extension's operator class, and a
+# default that calls a function a revision created.
+SPELLED_APART = """\
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class Customer(SQLModel, table=True):
+    __table_args__ = (
+        sa.Index(
+            "ix_customer_name_trgm", "name", postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column_kwargs={"server_default": sa.text("shop_code()")})
+    nickname: str | None = None
+    name: str
+
+
+class Order(SQLModel, table=True):
+    __table_args__ = (
+        sa.CheckConstraint("total_cents >= 0 AND total_cents < 100000000", name="total_cents_range"),
+        sa.Index("ix_order_open", "customer_id", postgresql_where=sa.text("total_cents > 0")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    total_cents: int = Field(sa_column_kwargs={"server_default": sa.text("0")})
+"""
+HIDE_REPORT_INDEX = """
+
+def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201
+    return not (type_ == "index" and name == "ix_order_report")
+"""
+SHOP_IN_SQL = """op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute(
+        "CREATE FUNCTION shop_code() RETURNS varchar LANGUAGE sql "
+        "AS $$ SELECT md5(random()::text) $$"
+    )
+    op.execute(
+        "CREATE TABLE customer (id serial CONSTRAINT pk_customer PRIMARY KEY, "
+        "code varchar NOT NULL DEFAULT shop_code(), name varchar NOT NULL)"
+    )
+    op.execute("CREATE INDEX ix_customer_name_trgm ON customer USING gin (name gin_trgm_ops)")
+    op.execute(
+        "CREATE TABLE purchase (id serial CONSTRAINT pk_purchase PRIMARY KEY, "
+        "customer_id integer NOT NULL "
+        "CONSTRAINT fk_order_customer_id_customer REFERENCES customer (id), "
+        "total_cents integer NOT NULL DEFAULT '0', CONSTRAINT ck_order_total_cents_range "
+        "CHECK ((total_cents>=0) and (total_cents<100000000)))"
+    )
+    op.execute("CREATE INDEX ix_order_open ON purchase (customer_id) WHERE total_cents>0")
+    op.execute("CREATE INDEX ix_order_report ON purchase (total_cents)")
+    op.execute(
+        "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RETURN NEW; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER touch_order BEFORE UPDATE ON purchase "
+        "FOR EACH ROW EXECUTE FUNCTION touch()"
+    )"""
+SHOP_IN_SQL_UNDO = """op.execute("DROP TABLE purchase")
+    op.execute("DROP TABLE customer")
+    op.execute("DROP FUNCTION touch()")
+    op.execute("DROP FUNCTION shop_code()")
+    op.execute("DROP EXTENSION pg_trgm")"""
+RENAME = """op.rename_table("purchase", "order")
+    op.execute('ALTER TABLE "order" RENAME CONSTRAINT pk_purchase TO pk_order')
+    op.add_column("customer", sa.Column("nickname", sa.String(), nullable=True))"""
+RENAME_UNDO = """op.drop_column("customer", "nickname")
+    op.execute('ALTER TABLE "order" RENAME CONSTRAINT pk_order TO pk_purchase')
+    op.rename_table("order", "purchase")"""
+
+
+def test_what_only_looks_different_passes_the_gate(project: Project) -> None:
+    project.write_model("shop", SPELLED_APART)
+    hooks = project.backend / "migrations" / "env_hooks.py"
+    hooks.write_text(hooks.read_text() + HIDE_REPORT_INDEX)
+    write_revision(project, "0a0a0a0a0a0a", None, SHOP_IN_SQL, SHOP_IN_SQL_UNDO)
+    write_revision(project, "0b0b0b0b0b0b", "0a0a0a0a0a0a", RENAME, RENAME_UNDO)
+    project.write_schema_docs()
+    result = gate(project)
+    assert result.returncode == 0, output(result)
+    assert re.search(r"\b7 passed\b", result.stdout), result.stdout
+    assert "not compared by definition" not in result.stdout, result.stdout
+
+
+ITEM = """\
+import sqlalchemy as sa
+from sqlmodel import Column, Field, SQLModel
+
+
+class Item(SQLModel, table=True):
+    __table_args__ = (
+        sa.CheckConstraint("price_cents > 0", name="price_positive"),
+        sa.Index("ix_item_sku", "sku"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sku: str = Field(sa_type=sa.String(40))
+    price_cents: int
+    doubled: int | None = Field(
+        default=None, sa_column=Column(sa.Integer, sa.Computed("price_cents * 2"))
+    )
+"""
+# Changes `alembic check` does not see, each with what the gate's line then says.
+UNSEEN = {
+    "a collation": (
+        "sa.String(40)",
+        'sa.String(40, collation="C")',
+        'column sku: the models have character varying(40) not null collate "C", '
+        "the database at head has character varying(40) not null",
+    ),
+    "an operator class": (
+        'sa.Index("ix_item_sku", "sku")',
+        'sa.Index("ix_item_sku", "sku", postgresql_ops={"sku": "varchar_pattern_ops"})',
+        "(sku varchar_pattern_ops), the database at head has ",
+    ),
+    "a generated column's expression": (
+        '"price_cents * 2"',
+        '"price_cents * 3"',
+        "column doubled: the models have integer default (price_cents * 3) generated",
+    ),
+    "a CHECK the models dropped": (
+        'sa.CheckConstraint("price_cents > 0", name="price_positive"),',
+        "",
+        "constraint ck_item_price_positive (check): the database at head has "
+        "CHECK ((price_cents > 0)), the models have none",
+    ),
+}
+
+
+def test_each_difference_alembic_check_does_not_see_fails_naming_it(project: Project) -> None:
+    project.write_model("item", ITEM)
+    alembic_ok(project, "revision", "--autogenerate", "-m", "item")
+    alembic_ok(project, "upgrade", "head")
+    changed = ITEM
+    for old, new, _ in UNSEEN.values():
+        changed = changed.replace(old, new)
+    project.write_model("item", changed)
+    assert "No new upgrade operations detected" in alembic_ok(project, "check")
+    line = failure_line(gate(project, MATCH_CHECK))
+    assert line.count("table public.item: ") == 1, line
+    missed = [change for change, (_, _, said) in UNSEEN.items() if said not in line]
+    assert missed == [], line

@@ -209,8 +209,10 @@ def renamed_by_postgres(models_only: list[Part], head_only: list[Part]) -> set[t
         if not GENERATED_NAME.search(wanted.name):
             continue
         for found in head_only:
-            if found.key[0] == wanted.key[0] and found.kind == wanted.kind and (
-                unnamed(found) == unnamed(wanted)
+            if (
+                found.key[0] == wanted.key[0]
+                and found.kind == wanted.kind
+                and (unnamed(found) == unnamed(wanted))
             ):
                 same |= {wanted.key, found.key}
                 break

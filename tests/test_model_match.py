@@ -146,7 +146,9 @@ class Customer(SQLModel, table=True):
 
 class Order(SQLModel, table=True):
     __table_args__ = (
-        sa.CheckConstraint("total_cents >= 0 AND total_cents < 100000000", name="total_cents_range"),
+        sa.CheckConstraint(
+            "total_cents >= 0 AND total_cents < 100000000", name="total_cents_range"
+        ),
         sa.Index("ix_order_open", "customer_id", postgresql_where=sa.text("total_cents > 0")),
     )
 

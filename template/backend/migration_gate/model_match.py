@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-from .project import PACKAGE, engine_for
+from .project import PACKAGE, engine_for, env_hooks
 from .schema_state import SchemaReader, own_connection, part_of
 from .servers import PostgresServer, temporary_database
 
@@ -159,9 +159,8 @@ class Filters:
     """``env_hooks.py``'s ``include_name`` and ``include_object``, as autogenerate applies them."""
 
     def __init__(self) -> None:
-        hooks = importlib.import_module("migrations.env_hooks")
         autogenerate = importlib.import_module(f"{PACKAGE}.db.autogenerate")
-        options = autogenerate.hook_options(hooks)
+        options = autogenerate.hook_options(env_hooks())
         self.include_name = options["include_name"]
         self.include_object = options["include_object"]
 

@@ -447,3 +447,48 @@ def test_a_bad_rows_setting_is_one_line(project: Project) -> None:
     assert "MIGRATION_GATE_ROWS must be a whole number of rows, 0 or more (got 'many')" in (
         result.stdout
     )
+
+
+# --- the steps of an autocommit_block() --------------------------------------------------
+
+# The unique constraint in the safe form autogenerate writes: each statement a transaction
+# of its own, the second guarded so that a rerun skips it.
+SAFE_UNIQUE_EMAIL = """
+with op.get_context().autocommit_block():
+    op.create_index("uq_customer_email", "customer", ["email"], unique=True,
+                    postgresql_concurrently=True, if_not_exists=True)
+    op.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = "
+        "'customer'::regclass AND conname = 'uq_customer_email') THEN ALTER TABLE customer "
+        "ADD CONSTRAINT uq_customer_email UNIQUE USING INDEX uq_customer_email; END IF; END $$"
+    )
+"""
+
+
+def test_each_step_of_an_autocommit_block_is_measured_in_the_report_and_the_review(
+    project: Project,
+) -> None:
+    """Each statement's locks are gone when it commits: the gate measures them one by one, the
+    concurrent build by sampling it, the ADD CONSTRAINT exactly, each with its time."""
+    model(project, email="email: str = Field(max_length=320, unique=True)")
+    add_revision(project, "dedup0000001", DEDUPLICATE)
+    add_revision(project, "5afe0n1que01", SAFE_UNIQUE_EMAIL, DROP_UNIQUE_EMAIL)
+    line = report_line(passes(project), "5afe0n1que01")
+    build = (
+        "autocommit step: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_customer_email ON "
+        "customer (email): SHARE UPDATE EXCLUSIVE on customer (blocks no reads or writes), "
+    )
+    constrain = (
+        "autocommit step: ALTER TABLE customer ADD CONSTRAINT uq_customer_email UNIQUE USING "
+        "INDEX uq_customer_email (guarded): ACCESS EXCLUSIVE on customer (blocks reads "
+        "and writes), "
+    )
+    assert build in line and constrain in line, line
+    assert re.search(r"\(blocks no reads or writes\), (<1|\d+) ms \((sampled|documented)\)", line)
+    assert re.search(r"\(blocks reads and writes\), (<1|\d+) ms \(measured\)", line), line
+    assert line.index(build) < line.index(constrain), "in the order they ran"
+    assert "takes ACCESS EXCLUSIVE on customer" in line, "the revision's strongest lock"
+
+    review = project.gate_command("review", MIGRATION_LINT_BASE="HEAD")
+    assert review.returncode == 0, output(review)
+    assert f"- {build}" in review.stdout and f"- {constrain}" in review.stdout, review.stdout

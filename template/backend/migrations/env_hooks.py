@@ -16,4 +16,7 @@ default (``docs/migrations.md``, "Your filters", has an example):
   PostgreSQL's own, ``user_pkey``, as a plain Alembic project has them). It
   never changes what an existing revision creates. This file is read before
   the models load: do not import them here.
+- ``FAIL_ON_STYLE_ADVICE: bool``: True makes ``lint-migrations`` fail on
+  squawk's style rules (``prefer-timestamp-tz``...), as on lock hazards
+  (default False: they are advice).
 """

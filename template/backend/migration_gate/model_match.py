@@ -38,26 +38,29 @@ from .servers import PostgresServer, temporary_database
 # in this order: schemas, extensions, enum types (a model may use one with
 # create_type=False), and functions a default or CHECK may call.
 PREREQUISITES = r"""
-SELECT format('CREATE SCHEMA IF NOT EXISTS %I', nspname) FROM pg_namespace
-WHERE oid >= 16384 AND nspname !~ '^pg_'
-UNION ALL
-SELECT * FROM (SELECT format('CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I', e.extname,
-    n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-    WHERE e.oid >= 16384 ORDER BY e.oid) extensions
-UNION ALL
-SELECT format('CREATE TYPE %I.%I AS ENUM (%s)', n.nspname, t.typname,
-    (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
-     FROM pg_enum e WHERE e.enumtypid = t.oid))
-FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-WHERE t.oid >= 16384 AND t.typtype = 'e' AND NOT EXISTS (
-    SELECT FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid
-    AND d.deptype = 'e')
-UNION ALL
-SELECT pg_get_functiondef(p.oid) FROM pg_proc p
-WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p')
-  AND p.pronamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname LIKE 'pg\_%')
-  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                  AND d.objid = p.oid AND d.deptype = 'e')
+SELECT statement FROM (
+    SELECT 1, 0::oid, format('CREATE SCHEMA IF NOT EXISTS %I', nspname) FROM pg_namespace
+    WHERE oid >= 16384 AND nspname !~ '^pg_'
+    UNION ALL
+    SELECT 2, e.oid, format('CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I', e.extname,
+        n.nspname)
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.oid >= 16384
+    UNION ALL
+    SELECT 3, t.oid, format('CREATE TYPE %I.%I AS ENUM (%s)', n.nspname, t.typname,
+        (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
+         FROM pg_enum e WHERE e.enumtypid = t.oid))
+    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.oid >= 16384 AND t.typtype = 'e' AND NOT EXISTS (
+        SELECT FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid
+        AND d.deptype = 'e')
+    UNION ALL
+    SELECT 4, p.oid, pg_get_functiondef(p.oid) FROM pg_proc p
+    WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p')
+      AND p.pronamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname LIKE 'pg\_%')
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+) prerequisites (step, oid, statement)
+ORDER BY step, oid
 """
 # The names Postgres gives a constraint the models leave unnamed (``order_pkey``,
 # ``order_total_cents_check1``, PostgreSQL 18's ``order_id_not_null``).
@@ -121,7 +124,6 @@ def parts(lines: frozenset[str], table: str) -> dict[tuple[str, str], Part]:
 def build_models_schema(head: Engine, scratch: Engine) -> None:
     """The models' schema on ``scratch``: what they need from ``head`` first, then
     ``create_all``."""
-    importlib.import_module(f"{PACKAGE}.models")
     source, target = own_connection(head), own_connection(scratch)
     try:
         cursor = source.cursor()
@@ -263,6 +265,9 @@ def model_differences(head: Engine, server: PostgresServer) -> list[str]:
 
     Raises ``NotCompared`` when the models' schema cannot be built.
     """
+    importlib.import_module(f"{PACKAGE}.models")
+    if not SQLModel.metadata.tables:
+        return []
     filters = Filters()
     with temporary_database(server) as url:
         scratch = engine_for(url)

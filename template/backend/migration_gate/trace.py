@@ -82,6 +82,7 @@ LOCKS_OF = (
 # What PostgreSQL documents for CREATE/DROP INDEX CONCURRENTLY and REINDEX CONCURRENTLY.
 CONCURRENT_MODE = "ShareUpdateExclusiveLock"
 SHOWN_STATEMENT = 100  # characters
+IDLE = 0  # a connection's transaction status outside a transaction (psycopg 2 and 3)
 STORAGE = """
 SELECT c.oid::bigint, c.relfilenode::bigint, coalesce(i.indrelid, c.oid)::bigint
 FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid
@@ -287,6 +288,7 @@ class Pending:
     statement: str
     started: float
     sampler: Sampler | None = None
+    began: bool = False  # the gate opened a transaction for it
     documented: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -325,8 +327,9 @@ class AutocommitSteps:
                 self._sampling = own_connection(self.engine)
             pending.sampler = Sampler(self._sampling, side(dbapi, "SELECT pg_backend_pid()")[0][0])
             pending.sampler.begin()
-        else:
+        elif dbapi.info.transaction_status == IDLE:  # else a transaction of the caller's
             side(dbapi, "BEGIN")
+            pending.began = True
         self.pending = pending
         pending.started = time.perf_counter()
 
@@ -337,7 +340,8 @@ class AutocommitSteps:
         seconds = time.perf_counter() - pending.started
         if pending.sampler is None:
             held = side(cursor.connection, HELD_LOCKS)
-            side(cursor.connection, "COMMIT")
+            if pending.began:
+                side(cursor.connection, "COMMIT")
             self.trace.add_step(pending.statement, held, seconds, "measured")
             return
         held = pending.sampler.stop()
@@ -354,10 +358,8 @@ class AutocommitSteps:
             return
         if pending.sampler is not None:
             pending.sampler.stop()
-        elif context.cursor is not None:
+        elif pending.began and context.cursor is not None:
             side(context.cursor.connection, "ROLLBACK")
-        elif context.connection is not None:
-            side(context.connection.connection.dbapi_connection, "ROLLBACK")
 
 
 def side(dbapi: Any, statement: str) -> list[Any]:

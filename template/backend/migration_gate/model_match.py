@@ -13,9 +13,9 @@ SQLAlchemy and a revision merely spell differently reads the same.
 What may differ and is not a difference: column order (``ADD COLUMN``
 appends), Alembic's version table, what an extension owns, tables and objects
 that ``env_hooks.py``'s ``include_name`` and ``include_object`` hide, a
-constraint's name that Postgres generated (the models left it unnamed), the
-sequence a SERIAL column's default names, and triggers (no model declares
-one). Tables and objects missing on one side are ``alembic check``'s to name.
+constraint's name that Postgres generated (the models or a revision left it
+unnamed), the sequence a SERIAL column's default names, and triggers (no
+model declares one). Tables and objects missing on one side are ``alembic check``'s to name.
 """
 
 from __future__ import annotations
@@ -204,16 +204,16 @@ def stand_in(part: Part) -> Any:
 
 
 def renamed_by_postgres(models_only: list[Part], head_only: list[Part]) -> set[tuple[str, str]]:
-    """Pairs that differ only in a name Postgres generated on the models' side: the keys."""
+    """Pairs that differ only in a name Postgres generated, on either side (a constraint the
+    models or a revision left unnamed): their keys."""
     same = set()
     for wanted in models_only:
-        if not GENERATED_NAME.search(wanted.name):
-            continue
         for found in head_only:
             if (
-                found.key[0] == wanted.key[0]
+                found.category == wanted.category
                 and found.kind == wanted.kind
-                and (unnamed(found) == unnamed(wanted))
+                and unnamed(found) == unnamed(wanted)
+                and any(GENERATED_NAME.search(part.name) for part in (wanted, found))
             ):
                 same |= {wanted.key, found.key}
                 break

@@ -303,7 +303,7 @@ def test_a_primary_key_put_back_on_other_columns_fails_at_that_revision(project:
         "test_every_downgrade_undoes_its_upgrade",
         "test_model_definitions_match_ddl",  # the models keep their key on id alone
     }, output(result)
-    [line] = [line for line in result.stdout.splitlines() if line.startswith("revision pk0th")]
+    [line] = {line for line in result.stdout.splitlines() if line.startswith("revision pk0th")}
     assert "the models have PRIMARY KEY (id), the database at head has PRIMARY KEY (id, email)" in (
         result.stdout
     )

@@ -11,11 +11,13 @@ index and constraint whose definition differs. Postgres renders both sides
 SQLAlchemy and a revision merely spell differently reads the same.
 
 What may differ and is not a difference: column order (``ADD COLUMN``
-appends), Alembic's version table, what an extension owns, tables and objects
-that ``env_hooks.py``'s ``include_name`` and ``include_object`` hide, a
-constraint's name that Postgres generated (the models or a revision left it
-unnamed), the sequence a SERIAL column's default names, and triggers (no
-model declares one). Tables and objects missing on one side are ``alembic check``'s to name.
+appends), Alembic's version table, what an extension owns, tables, columns and
+objects that ``env_hooks.py``'s ``include_name`` and ``include_object`` hide (a
+retired column, say), a constraint's name that Postgres generated (the models
+or a revision left it unnamed), a primary key's name (a renamed table keeps
+its own), the sequence a SERIAL column's default names, and triggers (no
+model declares one). Tables and objects missing on one side are ``alembic
+check``'s to name.
 """
 
 from __future__ import annotations
@@ -174,13 +176,21 @@ class Filters:
         )
 
     def part(self, table: sa.Table, part: Part, in_models: bool) -> bool:
-        """Whether autogenerate compares this part; one the models lack is asked about as a
+        """Whether autogenerate compares this part: its name as ``include_name`` sees it, and
+        its object as ``include_object`` does; one the models lack is asked about as a
         reflected object of its name, as Alembic asks (a hook that cannot tell compares it)."""
         kind = OBJECT_KINDS.get(part.kind) if part.kind else part.category
         if kind is None:
             return True  # a primary key or an exclusion constraint: Alembic asks no hook
         found = model_object(table, part) if in_models else None
+        parents = {
+            "schema_name": table.schema,
+            "table_name": table.name,
+            "schema_qualified_table_name": table.fullname,
+        }
         try:
+            if not self.include_name(part.name, kind, parents):
+                return False
             if found is not None:
                 return bool(self.include_object(found, part.name, kind, False, None))
             return bool(self.include_object(stand_in(part), part.name, kind, True, None))
@@ -203,9 +213,10 @@ def stand_in(part: Part) -> Any:
     return sa.UniqueConstraint(name=part.name)
 
 
-def renamed_by_postgres(models_only: list[Part], head_only: list[Part]) -> set[tuple[str, str]]:
-    """Pairs that differ only in a name Postgres generated, on either side (a constraint the
-    models or a revision left unnamed): their keys."""
+def renamed_only(models_only: list[Part], head_only: list[Part]) -> set[tuple[str, str]]:
+    """Pairs that differ only in a name nothing depends on: one Postgres generated, on either
+    side (the models or a revision left the constraint unnamed), or a primary key's (a table
+    has one; a renamed table keeps its old one, docs/safe-migrations.md): their keys."""
     same = set()
     for wanted in models_only:
         for found in head_only:
@@ -213,7 +224,10 @@ def renamed_by_postgres(models_only: list[Part], head_only: list[Part]) -> set[t
                 found.category == wanted.category
                 and found.kind == wanted.kind
                 and unnamed(found) == unnamed(wanted)
-                and any(GENERATED_NAME.search(part.name) for part in (wanted, found))
+                and (
+                    wanted.kind == "primary key"
+                    or any(GENERATED_NAME.search(part.name) for part in (wanted, found))
+                )
             ):
                 same |= {wanted.key, found.key}
                 break
@@ -233,7 +247,7 @@ def differences(
     """What differs in one table, one phrase each."""
     models_only = [part for key, part in models.items() if key not in head]
     head_only = [part for key, part in head.items() if key not in models]
-    generated = renamed_by_postgres(models_only, head_only)
+    generated = renamed_only(models_only, head_only)
     constraints_differ = {
         key[1]
         for key in models.keys() | head.keys()

@@ -299,7 +299,15 @@ def test_a_primary_key_put_back_on_other_columns_fails_at_that_revision(project:
         op.create_primary_key('pk_customer', 'customer', ['email', 'id'])
         """,
     )
-    line = downgrade_line(gate(project), "pk0therc01s1")
+    result = gate(project)
+    assert failed_tests(result) == {
+        "test_every_downgrade_undoes_its_upgrade",
+        "test_model_definitions_match_ddl",  # the models keep their key on id alone
+    }, output(result)
+    [line] = {line for line in result.stdout.splitlines() if line.startswith("revision pk0th")}
+    assert "the models have PRIMARY KEY (id), the database at head has PRIMARY KEY (id, email)" in (
+        result.stdout
+    )
     assert (
         "constraint pk_customer (primary key) on public.customer is PRIMARY KEY (email, id), "
         "was PRIMARY KEY (id)"
@@ -677,7 +685,9 @@ from sqlmodel import Field, SQLModel
 
 
 class Odd(SQLModel, table=True):
-    __table_args__ = (sa.CheckConstraint("length(label) = 7 AND label LIKE 'x%'", name="seven"),)
+    __table_args__ = (
+        sa.CheckConstraint("length(label) = 7 AND starts_with(label, 'x')", name="seven"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     label: str
 
@@ -713,3 +723,48 @@ def test_a_bad_rows_setting_is_one_line(project: Project) -> None:
     assert "MIGRATION_GATE_ROWS must be a whole number of rows, 0 or more (got 'many')" in (
         result.stdout
     )
+
+
+# --- the steps of an autocommit_block() --------------------------------------------------
+
+# The unique constraint in the safe form autogenerate writes: each statement a transaction
+# of its own, the second guarded so that a rerun skips it.
+SAFE_UNIQUE_EMAIL = """
+with op.get_context().autocommit_block():
+    op.create_index("uq_customer_email", "customer", ["email"], unique=True,
+                    postgresql_concurrently=True, if_not_exists=True)
+    op.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = "
+        "'customer'::regclass AND conname = 'uq_customer_email') THEN ALTER TABLE customer "
+        "ADD CONSTRAINT uq_customer_email UNIQUE USING INDEX uq_customer_email; END IF; END $$"
+    )
+"""
+
+
+def test_each_step_of_an_autocommit_block_is_measured_in_the_report_and_the_review(
+    project: Project,
+) -> None:
+    """Each statement's locks are gone when it commits: the gate measures them one by one, the
+    concurrent build by sampling it, the ADD CONSTRAINT exactly, each with its time."""
+    model(project, email="email: str = Field(max_length=320, unique=True)")
+    add_revision(project, "dedup0000001", DEDUPLICATE)
+    add_revision(project, "5afe0n1que01", SAFE_UNIQUE_EMAIL, DROP_UNIQUE_EMAIL)
+    line = report_line(passes(project), "5afe0n1que01")
+    build = (
+        "autocommit step: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_customer_email ON "
+        "customer (email): SHARE UPDATE EXCLUSIVE on customer (blocks no reads or writes), "
+    )
+    constrain = (
+        "autocommit step: ALTER TABLE customer ADD CONSTRAINT uq_customer_email UNIQUE USING "
+        "INDEX uq_customer_email (guarded): ACCESS EXCLUSIVE on customer (blocks reads "
+        "and writes), "
+    )
+    assert build in line and constrain in line, line
+    assert re.search(r"\(blocks no reads or writes\), (<1|\d+) ms \((sampled|documented)\)", line)
+    assert re.search(r"\(blocks reads and writes\), (<1|\d+) ms \(measured\)", line), line
+    assert line.index(build) < line.index(constrain), "in the order they ran"
+    assert "takes ACCESS EXCLUSIVE on customer" in line, "the revision's strongest lock"
+
+    review = project.gate_command("review", MIGRATION_LINT_BASE="HEAD")
+    assert review.returncode == 0, output(review)
+    assert f"- {build}" in review.stdout and f"- {constrain}" in review.stdout, review.stdout

@@ -217,3 +217,37 @@ def test_new_revisions_carry_an_empty_acceptance_where_users_work(
     linted = lint(project, MIGRATION_LINT_BASE="HEAD")
     assert linted.returncode == 0, output(linted)
     assert "1 revision(s) added or changed" in output(linted)
+
+
+def test_style_rules_are_advice_unless_the_team_fails_on_them(
+    project_with_history: Project,
+) -> None:
+    """A `timestamp` column is a choice, not a lock hazard: the lint passes and says so, the
+    review shows it as advice, counted apart; FAIL_ON_STYLE_ADVICE = True fails on it."""
+    project = project_with_history
+    add_revision(
+        project,
+        "71e571e571e5",
+        "op.add_column('team', sa.Column('seen_at', sa.DateTime(), nullable=True))",
+        "op.drop_column('team', 'seen_at')",
+    )
+    advised = lint(project, MIGRATION_LINT_BASE="HEAD")
+    assert advised.returncode == 0, output(advised)
+    assert "(revision 71e571e571e5): advice (style, not a hazard): prefer-timestamp-tz" in (
+        advised.stdout
+    )
+    assert "lint-migrations: 1 style advice (not hazards; FAIL_ON_STYLE_ADVICE" in advised.stdout
+    assert "lock hazard" not in output(advised)
+
+    review = project.gate_command("review", MIGRATION_LINT_BASE="HEAD", MIGRATION_GATE_ROWS="0")
+    assert review.returncode == 0, output(review)
+    assert "**squawk:** 0 hazard(s), 1 style advice" in review.stdout, review.stdout
+    assert "- advice (style, not a hazard) `prefer-timestamp-tz` (SQL line" in review.stdout
+
+    hooks = project.backend / "migrations" / "env_hooks.py"
+    hooks.write_text(hooks.read_text() + "\nFAIL_ON_STYLE_ADVICE = True\n")
+    failed = lint(project, MIGRATION_LINT_BASE="HEAD")
+    assert failed.returncode == 1, output(failed)
+    assert "(revision 71e571e571e5): prefer-timestamp-tz" in failed.stdout
+    assert "1 style finding(s), failing as FAIL_ON_STYLE_ADVICE = True" in failed.stderr
+    assert "lock hazard" not in output(failed)

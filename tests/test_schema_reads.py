@@ -54,6 +54,9 @@ STEPS = {
     "a trigger is dropped, and nothing else": "DROP TRIGGER member_touch ON member",
     "a default is dropped": "ALTER TABLE member ALTER COLUMN name DROP DEFAULT",
     "a column changes type": "ALTER TABLE member ALTER COLUMN name TYPE varchar(20)",
+    "a column changes collation": (
+        'ALTER TABLE member ALTER COLUMN name TYPE varchar(20) COLLATE "C"'
+    ),
     "a column of a table's row type": "CREATE TABLE holder (id integer PRIMARY KEY, item squad)",
     "the table whose row type a column has is renamed": "ALTER TABLE squad RENAME TO crew",
     "a column of a domain": """

@@ -10,6 +10,11 @@ fires fails the lint: a stale acceptance would hide the next hazard. The
 gate's own rules (``table-rewrite``, ``lossy-downgrade``) are known here too;
 whether they fire is measured on rows by the gate's tests, which fail on a
 stale one.
+
+squawk's schema-style rules (``STYLE_RULES``: ``prefer-timestamp-tz`` and the
+like) are no hazard to a live database: they are printed as advice, counted
+apart, and fail nothing, unless ``migrations/env_hooks.py`` sets
+``FAIL_ON_STYLE_ADVICE = True``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from alembic.util import CommandError
 
 from .applied_revisions import applied_revision_problems, squashes
 from .hazards import GATE_RULES, DeclarationError, accepted_hazards, stale
-from .project import BACKEND, project_config
+from .project import BACKEND, env_hooks, project_config
 from .revisions import (
     RenderError,
     Selection,
@@ -43,6 +48,20 @@ SQUAWK = [
     str(SQUAWK_BINARY) if SQUAWK_BINARY.exists() else "squawk",
     *("--config", str(BACKEND / ".squawk.toml"), "--reporter", "json"),
 ]
+# squawk's rules about a schema's style, not its locks: what the template does not
+# exclude in .squawk.toml is advice, unless the team chooses to fail on it.
+STYLE_RULES = frozenset(
+    {
+        "prefer-timestamp-tz",
+        "prefer-bigint-over-int",
+        "prefer-bigint-over-smallint",
+        "prefer-big-int",
+        "prefer-identity",
+        "prefer-text-field",
+        "ban-char-field",
+    }
+)
+STYLE_SETTING = "FAIL_ON_STYLE_ADVICE"
 # squawk's rules that a drop of what the running release no longer maps makes safe.
 EVIDENCE_RULES = frozenset({"ban-drop-column", "ban-drop-table"})
 HOW_TO_FIX = (
@@ -61,16 +80,27 @@ class Linted:
     accepted: dict[str, str]
     findings: list[dict] = field(default_factory=list)
     evidence: dict[int, str] = field(default_factory=dict)  # finding's index -> why it is safe
+    style_fails: bool = False  # the team's FAIL_ON_STYLE_ADVICE
 
     def fired(self) -> set[str]:
         return {finding["rule_name"] for finding in self.findings}
 
-    def hazards(self) -> list[dict]:
+    def unaccepted(self) -> list[dict]:
         return [
             finding
             for index, finding in enumerate(self.findings)
             if finding["rule_name"] not in self.accepted and index not in self.evidence
         ]
+
+    def is_advice(self, finding: dict) -> bool:
+        return finding["rule_name"] in STYLE_RULES and not self.style_fails
+
+    def hazards(self) -> list[dict]:
+        """What fails the lint: every unaccepted finding but style advice."""
+        return [finding for finding in self.unaccepted() if not self.is_advice(finding)]
+
+    def advice(self) -> list[dict]:
+        return [finding for finding in self.unaccepted() if self.is_advice(finding)]
 
     def statement(self, finding: dict) -> str:
         """The SQL statement a finding points at, to its semicolon."""
@@ -112,13 +142,21 @@ def run_squawk(linted: list[Linted]) -> None:
         by_file[finding["file"]].findings.append(finding)
 
 
-def report_hazard(item: Linted, finding: dict) -> None:
+def report_hazard(item: Linted, finding: dict, label: str = "") -> None:
     line = finding["line"]
     statement = item.sql_lines[line].strip() if line < len(item.sql_lines) else ""
-    print(f"{describe(item.revision)}: {finding['rule_name']}: {finding['message']}")
+    print(f"{describe(item.revision)}: {label}{finding['rule_name']}: {finding['message']}")
     print(f"    SQL line {line + 1}: {statement}")
     if finding.get("help"):
         print(f"    help: {finding['help']}")
+
+
+def style_fails() -> bool:
+    """The team's ``FAIL_ON_STYLE_ADVICE`` in ``migrations/env_hooks.py`` (default False)."""
+    try:
+        return getattr(env_hooks(), STYLE_SETTING, False) is True
+    except ModuleNotFoundError:
+        return False
 
 
 def prepare(
@@ -137,13 +175,22 @@ def prepare(
             problems.append(str(error))
     to_render = [revision for revision in revisions if revision.revision in accepted]
     linted: list[Linted] = []
+    strict = style_fails()
     for revision, sql in offline_sql_each(project_config(), script, to_render):
         if isinstance(sql, RenderError):
             problems.append(str(sql))
             continue
         sql_file = workdir / f"{Path(revision.path).stem}.sql"
         sql_file.write_text(sql)
-        linted.append(Linted(revision, sql_file, sql.splitlines(), accepted[revision.revision]))
+        linted.append(
+            Linted(
+                revision,
+                sql_file,
+                sql.splitlines(),
+                accepted[revision.revision],
+                style_fails=strict,
+            )
+        )
     return linted, problems
 
 
@@ -191,6 +238,8 @@ def report(item: Linted) -> None:
     rule that fired with its reason."""
     for finding in item.hazards():
         report_hazard(item, finding)
+    for finding in item.advice():
+        report_hazard(item, finding, label="advice (style, not a hazard): ")
     for index, why in item.evidence.items():
         rule = item.findings[index]["rule_name"]
         print(f"{describe(item.revision)}: {rule} satisfied by evidence: {why}")
@@ -239,7 +288,22 @@ def lint_migrations(everything: bool = False) -> int:
         report(item)
     for problem in problems:
         print(problem, file=sys.stderr)
-    hazards = sum(len(item.hazards()) for item in linted)
-    if hazards:
-        print(f"lint-migrations: {hazards} lock hazard(s): {HOW_TO_FIX}", file=sys.stderr)
+    hazards = [finding for item in linted for finding in item.hazards()]
+    style = sum(finding["rule_name"] in STYLE_RULES for finding in hazards)
+    if len(hazards) > style:
+        print(
+            f"lint-migrations: {len(hazards) - style} lock hazard(s): {HOW_TO_FIX}", file=sys.stderr
+        )
+    if style:
+        print(
+            f"lint-migrations: {style} style finding(s), failing as {STYLE_SETTING} = True in "
+            "migrations/env_hooks.py asks: change the column, or accept the rule on the record: "
+            'accepted_hazards = {"<rule>": "<why>"}',
+            file=sys.stderr,
+        )
+    if advice := sum(len(item.advice()) for item in linted):
+        print(
+            f"lint-migrations: {advice} style advice (not hazards; {STYLE_SETTING} = True in "
+            "migrations/env_hooks.py fails on them)"
+        )
     return 1 if hazards or problems else 0

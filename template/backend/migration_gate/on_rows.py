@@ -43,7 +43,7 @@ from .revisions import where
 from .room import RoomWriter
 from .rows import Inserted, fill, masked
 from .schema_state import Change, own_connection
-from .trace import Measured, Trace
+from .trace import AutocommitSteps, Measured, Trace
 
 RECIPES = "docs/safe-migrations.md"
 DEDUPLICATE = f'deduplicate first ({RECIPES}, "Add a unique constraint")'
@@ -140,6 +140,7 @@ class OnRows:
     _keeper: RowKeeper | None = None
     _room: RoomWriter | None = None
     _trace: Trace | None = None
+    _steps: AutocommitSteps | None = None
     _connection: Any = None
     _mark: str = ""
 
@@ -153,6 +154,7 @@ class OnRows:
             self._connection = own_connection(self.engine)
             self._keeper = RowKeeper(self._connection)
             self._trace = Trace(self._keeper.cursor)
+            self._steps = AutocommitSteps(self.engine, self._trace)
         return self._keeper
 
     @property
@@ -162,6 +164,9 @@ class OnRows:
         return self._trace
 
     def close(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
         if self._connection is not None:
             self._connection.close()
             self._connection = self._keeper = self._trace = None

@@ -137,12 +137,22 @@ def code_block(text: str, language: str) -> str:
 
 
 def findings_section(item: Linted) -> str:
+    """squawk's findings: hazards, style advice (counted apart), and what is accepted."""
     if not item.findings:
         return "**squawk:** no findings.\n"
-    lines = ["**squawk:**", ""]
-    for finding in item.findings:
+    hazards, advice = len(item.hazards()), len(item.advice())
+    lines = [f"**squawk:** {hazards} hazard(s), {advice} style advice", ""]
+    for index, finding in enumerate(item.findings):
         rule = finding["rule_name"]
-        verdict = "accepted" if rule in item.accepted else "**hazard**"
+        verdict = (
+            "accepted"
+            if rule in item.accepted
+            else "safe by evidence"
+            if index in item.evidence
+            else "advice (style, not a hazard)"
+            if item.is_advice(finding)
+            else "**hazard**"
+        )
         where = f"SQL line {finding['line'] + 1}"
         line = f"- {verdict} `{rule}` ({where}): {escape(finding['message'])}"
         if finding.get("help"):

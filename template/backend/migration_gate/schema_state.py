@@ -3,10 +3,12 @@
 The gate reads the schema after each upgrade, and checks that each downgrade
 brings back exactly the schema its upgrade started from: the same schemas,
 extensions, types (enum labels in order), tables, views, sequences, columns
-(type, nullability, default, identity), indexes and constraints by their
-definitions (``pg_get_indexdef``, ``pg_get_constraintdef``: columns, kind,
-uniqueness, ``NOT VALID``, and whether an index is valid), functions and
-triggers. Grants and comments are not compared; rows are, in ``data_state.py``.
+(type, nullability, default, identity, a collation other than the type's),
+indexes and constraints by their definitions (``pg_get_indexdef``,
+``pg_get_constraintdef``: columns, kind, uniqueness, ``NOT VALID``, and whether
+an index is valid), functions and triggers. Grants and comments are not
+compared; rows are, in ``data_state.py``. The model-match check reads the
+models' schema with it too (``model_match.py``).
 Alembic's own version table is left out: it stays once created, and so are
 the gate's own temporary tables.
 """
@@ -54,8 +56,11 @@ SELECT r.oid, 'column ' || r.name || '.' || a.attname || ' '
     || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
     || CASE WHEN a.attidentity <> '' THEN ' identity' ELSE '' END
     || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
+    || CASE WHEN a.attcollation NOT IN (0, t.typcollation)
+       THEN ' collate ' || a.attcollation::regcollation::text ELSE '' END
 FROM relation r
 JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE r.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
 UNION ALL

@@ -19,4 +19,7 @@ default (``docs/migrations.md``, "Your filters", has an example):
 - ``SAFE_MIGRATIONS: bool``: False makes autogenerate write Alembic's plain
   forms, for a team that deploys in a maintenance window (default True: the
   low-lock forms of ``docs/safe-migrations.md``, "What autogenerate writes").
+- ``FAIL_ON_STYLE_ADVICE: bool``: True makes ``lint-migrations`` fail on
+  squawk's style rules (``prefer-timestamp-tz``...), as on lock hazards
+  (default False: they are advice).
 """

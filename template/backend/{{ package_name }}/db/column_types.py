@@ -21,10 +21,10 @@ from alembic.autogenerate.api import AutogenContext
 
 # Alembic's renderer for every column type: it also adds the import
 # (``from sqlalchemy.dialects import postgresql``) that a dialect type needs.
-from alembic.autogenerate.render import _repr_type
+from alembic.autogenerate.render import _render_check_constraint, _repr_type
 from alembic.util import CommandError
 from alembic_postgresql_enum.add_create_type_false import get_replacement_type
-from sqlalchemy import Dialect
+from sqlalchemy import CheckConstraint, Dialect
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -61,6 +61,8 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     database type SQLAlchemy or a declared extension package knows stops
     ``revision --autogenerate`` with one line naming its column.
     """
+    if type_ == "check" and id(obj) not in _RENDERING.get():
+        return check_with_its_own_percent_signs(obj, autogen_context)
     if type_ != "type" or id(obj) in _RENDERING.get():
         return False
     try:
@@ -76,6 +78,32 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     finally:
         _RENDERING.reset(token)
     return without_repeated_keywords(rendered)
+
+
+def check_with_its_own_percent_signs(
+    check: CheckConstraint, autogen_context: AutogenContext
+) -> str | Literal[False]:
+    """Alembic's rendering of a CHECK, with its expression as the model wrote it.
+
+    Alembic compiles the expression with the connection's driver, and psycopg's
+    placeholder style doubles each ``%``: ``LIKE 'x%'`` would reach the
+    database as ``LIKE 'x%%'``, and differ from the model for good.
+    """
+    driver_text = autogen_context.migration_context.impl.render_ddl_sql_expr(check.sqltext)
+    if "%" not in driver_text:
+        return False
+    own_text = str(
+        check.sqltext.compile(
+            dialect=postgresql.dialect(paramstyle="named"),
+            compile_kwargs={"literal_binds": True},
+        )
+    )
+    token = _RENDERING.set(_RENDERING.get() | {id(check)})
+    try:
+        rendered = _render_check_constraint(check, autogen_context, None)
+    finally:
+        _RENDERING.reset(token)
+    return False if rendered is None else rendered.replace(repr(driver_text), repr(own_text), 1)
 
 
 def database_type(type_: TypeEngine[Any], autogen_context: AutogenContext) -> TypeEngine[Any]:

@@ -44,7 +44,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import AddConstraint
 
-DIALECT = postgresql.dialect()
+# "named": a % in a CHECK stays one % (psycopg2's pyformat would double it in the text).
+DIALECT = postgresql.dialect(paramstyle="named")
 QUOTE = DIALECT.identifier_preparer
 NAME_LIMIT = 63
 FUNCTION_CALL = re.compile(r"\b([a-z_][a-z0-9_]*)\s*\(", re.IGNORECASE)

@@ -171,7 +171,34 @@ class LauncherSafeExecutor(PostgreSQLExecutor):
         return self
 
 
-def server_executor(pg_ctl: Path, workdir: Path, port: int) -> LauncherSafeExecutor:
+class KeptDataExecutor(LauncherSafeExecutor):
+    """An executor whose server and data outlive it: a data directory that exists is
+    started as it is, never removed, and the server keeps running after this process
+    (``kept_server.py``)."""
+
+    def init_directory(self) -> None:
+        if (Path(self.datadir) / "PG_VERSION").is_file():
+            self._directory_initialised = True
+            return
+        super().init_directory()
+
+    def clean_directory(self) -> None:
+        """The data is kept."""
+
+    def forget(self) -> None:
+        """Leave the server running when this process ends; the launcher's output is read
+        to its end first, so that it never writes into a closed pipe."""
+        if self.process is not None:
+            self.process.communicate(timeout=self._timeout)
+        self._clear_process()
+
+
+def server_executor(
+    pg_ctl: Path,
+    workdir: Path,
+    port: int,
+    executor: type[LauncherSafeExecutor] = LauncherSafeExecutor,
+) -> LauncherSafeExecutor:
     """An executor for a new server in ``workdir``, run as an unprivileged account
     when this process is root (PostgreSQL refuses to run as root)."""
     executable = pg_ctl
@@ -179,7 +206,7 @@ def server_executor(pg_ctl: Path, workdir: Path, port: int) -> LauncherSafeExecu
         account = unprivileged_account()
         os.chown(workdir, account.pw_uid, account.pw_gid)
         executable = pg_ctl_as(account, pg_ctl, workdir)
-    return LauncherSafeExecutor(
+    return executor(
         executable=str(executable),
         host="127.0.0.1",
         port=port,

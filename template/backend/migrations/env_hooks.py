@@ -16,4 +16,8 @@ default (``docs/migrations.md``, "Your filters", has an example):
   PostgreSQL's own, ``user_pkey``, as a plain Alembic project has them). It
   never changes what an existing revision creates. This file is read before
   the models load: do not import them here.
+- ``PRODUCTION_DATABASES: set[str]``: production's Neon endpoint id
+  (``{"ep-cool-darkness-123456"}``) or ``host:port/dbname``. The ``alembic``
+  command line then refuses to upgrade, downgrade or stamp it: production
+  changes through ``db-deploy`` (default: none named).
 """

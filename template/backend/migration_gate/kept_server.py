@@ -64,11 +64,17 @@ def locked(workdir: Path) -> Iterator[None]:
         yield
 
 
-def ensure_server(workdir: Path, port: int | None = None, idle_seconds: float | None = None) -> int:
+def ensure_server(
+    workdir: Path,
+    port: int | None = None,
+    idle_seconds: float | None = None,
+    pg_ctl: Path | None = None,
+) -> int:
     """Start the server kept in ``workdir`` unless it runs; return its port.
 
     Its data stays in ``workdir/data`` and is reused by the next start. A server
     started with ``idle_seconds`` is stopped by a watcher once unused that long.
+    ``pg_ctl`` picks the binaries (default: ``servers.find_pg_ctl()``).
     """
     with locked(workdir):
         if (running := running_server(workdir)) is not None:
@@ -82,7 +88,7 @@ def ensure_server(workdir: Path, port: int | None = None, idle_seconds: float | 
             server_executor,
         )
 
-        pg_ctl = find_pg_ctl()
+        pg_ctl = pg_ctl or find_pg_ctl()
         if pg_ctl is None:
             raise NoServerError(
                 "no PostgreSQL binaries: install the server (apt-get install postgresql, "

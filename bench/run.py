@@ -21,6 +21,7 @@ from pathlib import Path
 from tests.support import PROJECT_PYTHON, Project, load_servers_module, snapshot_template
 
 from . import timing, workloads
+from .autogenerate import measure_autogenerate
 from .check_overhead import measure_check_overhead
 from .copier_ops import measure_copier
 from .gate import measure_gate
@@ -86,6 +87,9 @@ def measure_all(workdir: Path) -> tuple[list[Figure], dict[str, object]]:
             step("4. migration gate")
             found, evidence["4"] = measure_gate(history, server_url, url, workdir)
             figures += found
+        with servers.temporary_database(server) as url:
+            step("7. autogenerate: a database at head, or none configured")
+            figures += measure_autogenerate(history, url)
     return sorted(figures, key=order), evidence
 
 

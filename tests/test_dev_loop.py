@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,9 +20,12 @@ from .support import (
     USER_MODEL,
     Project,
     alembic_ok,
+    git,
     one_failure_line,
     output,
     public_tables,
+    reachable_folder,
+    render,
     version_rows,
     write_revision,
 )
@@ -166,3 +170,51 @@ def test_production_is_recognised_by_its_neon_endpoint_before_any_connection(
     result = loop.alembic("upgrade", "head", DATABASE_URL=pooled)
     one_failure_line(result, "ep-cool-darkness-123456", "db-deploy")
     assert "Connecting" not in output(result) and "s3cret-pw" not in output(result)
+
+
+@pytest.fixture
+def reachable_project(template_src: Path) -> Iterator[Project]:
+    """A fresh render, installed, in a folder that dev-db's server can reach as root."""
+    with reachable_folder() as folder:
+        project = Project(render(template_src, folder / "project"))
+        project.install()
+        project.env = {"DATABASE_URL": "", "MIGRATION_AUTOGENERATE_AGAINST": ""}
+        try:
+            yield project
+        finally:
+            project.run("uvx", "nox", "-s", "dev-db", "--", "stop")
+
+
+def dev_db(project: Project, *args: str) -> str:
+    result = project.run("uvx", "nox", "-s", "dev-db", *args)
+    assert result.returncode == 0, output(result)
+    return output(result)
+
+
+def test_dev_db_starts_reuses_and_stops_and_its_data_survives_a_stop(
+    reachable_project: Project,
+) -> None:
+    project = reachable_project
+    project.write_model("user", USER_MODEL)
+    autogenerate(project, "add user")
+    env_file = project.backend / ".env"
+    first = dev_db(project)
+    [url] = re.findall(r"^DATABASE_URL=(\S+)$", first, re.MULTILINE)
+    assert env_file.read_text() == f"DATABASE_URL={url}\n"
+    assert "/my_service_dev" in url and "127.0.0.1" in url
+    assert database_state(url)[0] == {"alembic_version", "user"}
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("INSERT INTO \"user\" (email, name) VALUES ('a@b.c', 'kept')")
+    again = dev_db(project)
+    assert re.findall(r"^DATABASE_URL=(\S+)$", again, re.MULTILINE) == [url]
+    assert env_file.read_text() == f"DATABASE_URL={url}\n"
+    assert "stopped" in dev_db(project, "--", "stop")
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=5).close()
+    dev_db(project)
+    with psycopg.connect(url) as connection:
+        names = connection.execute('SELECT name FROM "user"').fetchall()
+    assert names == [("kept",)]
+    git(project.root, "init", "-q")
+    ignored = project.run("git", "check-ignore", "-q", ".postgres/data/PG_VERSION")
+    assert ignored.returncode == 0, "dev-db's data must be git-ignored"

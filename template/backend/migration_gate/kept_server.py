@@ -96,13 +96,25 @@ def ensure_server(
             )
         port = port or free_port()
         executor = server_executor(pg_ctl, workdir, port, KeptDataExecutor)
-        executor.start()
+        try:
+            executor.start()
+        except Exception:  # mirakuru's: initdb or the server failed; its log says why
+            reason = last_log_line(workdir)
+            raise NoServerError(f"the server in {workdir} did not start: {reason}") from None
         executor.forget()
         (workdir / PORT_FILE).write_text(str(port))
         mark_used(workdir)
         if idle_seconds:
             start_idle_watcher(workdir, port, idle_seconds)
         return port
+
+
+def last_log_line(workdir: Path) -> str:
+    try:
+        lines = (workdir / "server.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else "no server log (initdb failed)"
 
 
 def stop_server(workdir: Path) -> bool:

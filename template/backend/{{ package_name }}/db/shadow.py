@@ -43,6 +43,7 @@ from .migrate import explain, first_line
 from .settings import (
     DRIVERNAME,
     SettingsError,
+    direct_target,
     location,
     number_setting,
     parse_database_url,
@@ -116,7 +117,8 @@ def shadow_server() -> tuple[URL, str]:
     """The maintenance database of the server that holds the databases at head, and the
     setting that names it."""
     if (raw := read_setting(SHADOW_SETTING)) is not None:
-        return parse_database_url(raw, SHADOW_SETTING), SHADOW_SETTING
+        url = parse_database_url(raw, SHADOW_SETTING)
+        return direct_target(url, SHADOW_SETTING).url, SHADOW_SETTING  # DDL: not via a pooler
     try:
         from migration_gate.kept_server import ensure_server, shadow_server_dir
     except ImportError as error:

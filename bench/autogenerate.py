@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support import load_servers_module, snapshot_template
+from tests.support import Project, load_servers_module, snapshot_template
 
 from . import timing
 from .projects import History, alembic, grow_history, new_project
@@ -24,6 +24,21 @@ from .timing import Figure, alternate
 
 COUNTS = (1, 50)
 GOAL = 1.5
+
+
+def autogenerate_nothing(project: Project, database_url: str, against: str) -> None:
+    """One autogenerate that finds nothing to write (and says so)."""
+    output = alembic(
+        project,
+        "revision",
+        "--autogenerate",
+        "-m",
+        "nothing",
+        DATABASE_URL=database_url,
+        DATABASE_URL_UNPOOLED="",
+        MIGRATION_AUTOGENERATE_AGAINST=against,
+    )
+    assert "no revision file written" in output.stderr, output.stderr
 
 
 def measure_autogenerate(history: History, database_url: str) -> list[Figure]:
@@ -37,29 +52,10 @@ def measure_autogenerate(history: History, database_url: str) -> list[Figure]:
         alembic(project, "upgrade", "head", DATABASE_URL=database_url)
 
         def against_database_url() -> None:
-            output = alembic(
-                project,
-                "revision",
-                "--autogenerate",
-                "-m",
-                "nothing",
-                DATABASE_URL=database_url,
-                MIGRATION_AUTOGENERATE_AGAINST="DATABASE_URL",
-            )
-            assert "no revision file written" in output.stderr, output.stderr
+            autogenerate_nothing(project, database_url, "DATABASE_URL")
 
         def at_head_no_database() -> None:
-            output = alembic(
-                project,
-                "revision",
-                "--autogenerate",
-                "-m",
-                "nothing",
-                DATABASE_URL="",
-                DATABASE_URL_UNPOOLED="",
-                MIGRATION_AUTOGENERATE_AGAINST="",
-            )
-            assert "no revision file written" in output.stderr, output.stderr
+            autogenerate_nothing(project, "", "")
 
         samples = alternate(
             {

@@ -9,6 +9,7 @@ database named in ``PRODUCTION_DATABASES``, which ``db-deploy`` migrates.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .support import (
     Project,
     alembic_ok,
     git,
+    load_gate_module,
     one_failure_line,
     output,
     public_tables,
@@ -30,6 +32,7 @@ from .support import (
     write_revision,
 )
 
+kept_server = load_gate_module("kept_server")  # its stdlib half: is a port taken
 NICKNAME_MODEL = USER_MODEL + "    nickname: str | None = None\n"
 # A port where nothing listens: the server behind it is down.
 DOWN_URL = "postgresql://app:s3cret-pw@127.0.0.1:9/app"
@@ -218,3 +221,23 @@ def test_dev_db_starts_reuses_and_stops_and_its_data_survives_a_stop(
     git(project.root, "init", "-q")
     ignored = project.run("git", "check-ignore", "-q", ".postgres/data/PG_VERSION")
     assert ignored.returncode == 0, "dev-db's data must be git-ignored"
+
+
+def test_autogenerates_local_server_stops_once_idle(project: Project) -> None:
+    """The server autogenerate keeps between commands stops itself when unused."""
+    with reachable_folder() as folder:
+        workdir = folder / "server"
+        start = (
+            "import sys; from pathlib import Path; "
+            "from migration_gate.kept_server import ensure_server; "
+            "print(ensure_server(Path(sys.argv[1]), idle_seconds=1))"
+        )
+        started = project.run(str(project.bin / "python"), "-c", start, str(workdir))
+        assert started.returncode == 0, output(started)
+        port = int(started.stdout.strip())
+        assert "ready to accept connections" in (workdir / "server.log").read_text()
+        deadline = time.monotonic() + 60
+        while kept_server.accepts_connections(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not kept_server.accepts_connections(port), "still running a minute later"
+        assert (workdir / "data" / "PG_VERSION").is_file(), "its data stays"

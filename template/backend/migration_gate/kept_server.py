@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PORT_FILE = "port"
+PG_CTL_FILE = "pg_ctl_path"  # the binaries it was started with, which stop it
 LAST_USED_FILE = "last_used"
 DEFAULT_PORT = 5432
 
@@ -103,6 +104,7 @@ def ensure_server(
             raise NoServerError(f"the server in {workdir} did not start: {reason}") from None
         executor.forget()
         (workdir / PORT_FILE).write_text(str(port))
+        (workdir / PG_CTL_FILE).write_text(str(executor.executable))
         mark_used(workdir)
         if idle_seconds:
             start_idle_watcher(workdir, port, idle_seconds)
@@ -122,13 +124,11 @@ def stop_server(workdir: Path) -> bool:
     with locked(workdir):
         if running_server(workdir) is None:
             return False
-        pg_ctl = workdir / "pg_ctl"  # the wrapper server_executor wrote when run as root
-        if not pg_ctl.is_file():
-            from .servers import find_pg_ctl
-
-            pg_ctl = find_pg_ctl() or pg_ctl
+        recorded = workdir / PG_CTL_FILE
+        # else the wrapper that runs pg_ctl as postgres, written when started as root
+        pg_ctl = recorded.read_text().strip() if recorded.is_file() else str(workdir / "pg_ctl")
         subprocess.run(
-            [str(pg_ctl), "stop", "-D", str(workdir / "data"), "-m", "fast", "-w"],
+            [pg_ctl, "stop", "-D", str(workdir / "data"), "-m", "fast", "-w"],
             capture_output=True,
             check=False,
             timeout=60,

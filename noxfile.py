@@ -29,16 +29,21 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 
 
 def select_pyenv_interpreters() -> None:
-    """pyenv's `python3.11` shim answers only while 3.11 is selected: select every 3.11+
-    (the sessions' 3.11 and the projects' 3.12 and 3.13)."""
-    if "PYENV_VERSION" in os.environ or shutil.which("pyenv") is None:
+    """pyenv's `python3.12` shim answers only while 3.12 is selected: select every 3.11+
+    (the sessions' 3.11 and the projects' 3.12 and 3.13) after what is selected already.
+
+    A PYENV_VERSION that is already set is extended, not trusted: a uv installed with
+    pyenv's pip runs under its shim, which sets PYENV_VERSION to that one version.
+    """
+    if shutil.which("pyenv") is None:
         return
     pyenv = ["pyenv", "versions", "--bare", "--skip-aliases"]
     versions = subprocess.run(pyenv, capture_output=True, text=True, check=False).stdout.split()
     current = subprocess.run(
         ["pyenv", "version-name"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    wanted = [current, *(v for v in versions if re.fullmatch(r"3\.1[1-9]\.\d+", v))]
+    selected = os.environ.get("PYENV_VERSION", "").split(":")
+    wanted = [*selected, current, *(v for v in versions if re.fullmatch(r"3\.1[1-9]\.\d+", v))]
     os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys(filter(None, wanted)))
 
 

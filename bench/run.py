@@ -25,6 +25,7 @@ from typing import Any
 from tests.support import PROJECT_PYTHON, Project, load_servers_module, snapshot_template
 
 from . import timing, workloads
+from .autogenerate import measure_autogenerate
 from .check_overhead import measure_check_overhead
 from .copier_ops import measure_copier
 from .gate import measure_gate
@@ -107,6 +108,9 @@ def measure_usual(
         step("4. migration gate")
         found, evidence["4"] = measure_gate(history, server_url, url, workdir)
         figures += found
+    with servers.temporary_database(server) as url:
+        step("8. autogenerate: a database at head, or none configured")
+        figures += measure_autogenerate(history, url)
     return figures
 
 

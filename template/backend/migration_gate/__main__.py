@@ -13,6 +13,8 @@ revisions (see ``review.py``).
 history up to REV. See ``squash.py``.
 ``python -m migration_gate adopt``: one baseline revision from the database in
 ``ADOPT_DATABASE_URL``, a copy of production. See ``adopt.py``.
+``python -m migration_gate dev-db [stop]``: a local PostgreSQL for development,
+at head. See ``dev_db.py``.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def main() -> int:
     squash_command = commands.add_parser("squash", help="one baseline revision up to REV")
     squash_command.add_argument("revision", metavar="REV")
     commands.add_parser("adopt", help="one baseline revision from a copy of production")
+    dev = commands.add_parser("dev-db", help="start a local database at head, or stop it")
+    dev.add_argument("action", nargs="*", metavar="stop")
     arguments = parser.parse_args()
     if arguments.command == "schema-docs":
         return schema_docs(arguments.written)
@@ -105,6 +109,10 @@ def main() -> int:
         return squash(arguments.revision)
     if arguments.command == "adopt":
         return adopt()
+    if arguments.command == "dev-db":
+        from .dev_db import dev_db  # pytest-postgresql's executor, not the lint's imports
+
+        return dev_db(arguments.action)
     return lint_migrations(everything=arguments.all)
 
 

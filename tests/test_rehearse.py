@@ -21,19 +21,25 @@ import psycopg
 import pytest
 
 from .conftest import servers
-from .support import Project, git, head_revision, output, write_revision
+from .support import Project, git, head_revision, output, revision_ids, write_revision
 
 USERS = 100_000
 PW = "s3cr3t-rehearse"
-SEED = f"""
+
+
+def seed(users: int) -> str:
+    """Teams 1 to 100 and ``users`` users, with the violators the formulas below say."""
+    return f"""
 INSERT INTO team (id, title) SELECT g, 'team ' || g FROM generate_series(1, 100) AS g;
 INSERT INTO "user" (id, email, name, nickname, team_id)
 SELECT g, 'u' || g || '@example.com',
        CASE WHEN g % 10000 = 0 THEN '' ELSE 'name ' || g END,
        CASE WHEN g % 5000 = 0 THEN NULL WHEN g % 7000 = 0 THEN 'shared' ELSE 'nick' || g END,
        CASE WHEN g % 9000 = 0 THEN NULL WHEN g % 4000 = 0 THEN 100000 + g ELSE g % 100 + 1 END
-FROM generate_series(1, {USERS}) AS g;
+FROM generate_series(1, {users}) AS g;
 """
+
+
 CLEAN = """
 UPDATE "user" SET nickname = 'nick' || id WHERE nickname IS NULL OR nickname = 'shared';
 UPDATE "user" SET team_id = NULL WHERE team_id > 100;
@@ -159,7 +165,7 @@ def production(project_with_history: Project, postgres_server: object) -> Iterat
     url = project.env["DATABASE_URL"]
     migrated = project.alembic("upgrade", "head")
     assert migrated.returncode == 0, output(migrated)
-    execute(url, SEED)
+    execute(url, seed(USERS))
     git(project.root, "add", "--all")
     git(project.root, "commit", "--quiet", "-m", "team_id")
     versions = project.backend / "migrations" / "versions"
@@ -216,7 +222,7 @@ def test_production_and_copies_off_the_base_are_refused_in_one_line(
     assert state(production) == before
 
     head = head_revision(project)
-    first = next(p for p in project.revision_files() if "add_user" in p.name).name.split("_")[0]
+    first, _ = revision_ids(next(p for p in project.revision_files() if "add_user" in p.name))
     cases = {
         f"UPDATE alembic_version SET version_num = '{first}'": f"at revision {first}, behind",
         "UPDATE alembic_version SET version_num = 'feedfacecafe'": "which no file in migrations",
@@ -299,7 +305,9 @@ def test_a_clean_copy_passes_and_its_evidence_goes_on_the_record(
     path.write_text(path.read_text().replace("WHERE id > 50000", "WHERE id > 60000"))
     stale = project.gate_command("lint-migrations", MIGRATION_LINT_BASE="HEAD")
     assert stale.returncode == 1
-    assert re.search(r"accepted_hazards lists rows-unique, but its upgrade\(\) changed", stale.stderr)
+    assert re.search(
+        r"accepted_hazards lists rows-unique, but its upgrade\(\) changed", stale.stderr
+    )
 
     unreasoned = {**entries, "rows-check": " "}
     path.write_text(source.replace("accepted_hazards: dict[str, str] = {}", (

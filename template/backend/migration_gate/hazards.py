@@ -78,7 +78,11 @@ def upgrade_fingerprint(revision: Script) -> str:
     edit of it changes this."""
     tree = ast.parse(Path(revision.path).read_text())
     upgrade = next(
-        (node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "upgrade"),
+        (
+            node
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name == "upgrade"
+        ),
         None,
     )
     return hashlib.sha256(ast.dump(upgrade or tree).encode()).hexdigest()[:8]

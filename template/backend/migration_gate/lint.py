@@ -25,7 +25,14 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
 from .applied_revisions import applied_revision_problems, squashes
-from .hazards import GATE_RULES, ROWS_RULES, DeclarationError, accepted_hazards, evidence_problem, stale
+from .hazards import (
+    GATE_RULES,
+    ROWS_RULES,
+    DeclarationError,
+    accepted_hazards,
+    evidence_problem,
+    stale,
+)
 from .project import BACKEND, project_config
 from .revisions import (
     RenderError,

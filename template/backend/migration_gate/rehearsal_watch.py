@@ -150,7 +150,7 @@ class Traffic:
 
     def __init__(self, ref: str, url: str) -> None:
         self._checkout = tempfile.TemporaryDirectory(prefix="release-traffic-")
-        self._errors = tempfile.TemporaryFile(mode="w+")
+        self._errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by close())
         environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
         environment["RELEASE_PROBE_URL"] = url
         checkout = export_package(ref, Path(self._checkout.name))

@@ -66,6 +66,10 @@ def loop(engine: Any, tables: list[Any], rows: Any, stop: threading.Event) -> di
     return {"longest_ms": round(longest * 1000, 1), "table": where, "passes": passes}
 
 
+def run(engine: Any, tables: list[Any], rows: Any, stop: threading.Event, into: dict) -> None:
+    into.update(loop(engine, tables, rows, stop))
+
+
 def main(package: str, rows_path: str) -> int:
     sys.path.insert(0, str(Path.cwd()))
     from sqlalchemy import create_engine
@@ -82,9 +86,7 @@ def main(package: str, rows_path: str) -> int:
         tables = [by_name[name] for name in json.loads(line) if name in by_name]
         stop = threading.Event()
         result: dict[str, Any] = {}
-        worker = threading.Thread(
-            target=lambda: result.update(loop(engine, tables, rows, stop)), daemon=True
-        )
+        worker = threading.Thread(target=run, args=(engine, tables, rows, stop, result))
         worker.start()
         print(json.dumps({"started": True}), flush=True)
         sys.stdin.readline()  # "stop"

@@ -81,7 +81,9 @@ class Catalog:
         return (
             sorted(item for item in self.columns.items() if item[0][0] == table),
             sorted(item for item in self.unique.items() if item[0][0] == table),
-            sorted((key, repr(value)) for key, value in self.constraints.items() if key[0] == table),
+            sorted(
+                (key, repr(value)) for key, value in self.constraints.items() if key[0] == table
+            ),
         )
 
 
@@ -95,8 +97,7 @@ def read_catalog(cursor: Any) -> Catalog:
     [(has_nulls_not_distinct,)] = cursor.fetchall()
     nulls = "i.indnullsnotdistinct" if has_nulls_not_distinct else "false"
     cursor.execute(UNIQUE_INDEXES.format(nulls_not_distinct=nulls), (oids,))
-    unique = {(table, index): (tuple(keys), predicate, nulls_not_distinct)
-              for table, index, keys, predicate, nulls_not_distinct in cursor.fetchall()}  # fmt: skip
+    unique = {(row[0], row[1]): (tuple(row[2]), row[3], row[4]) for row in cursor.fetchall()}
     cursor.execute(CONSTRAINTS, (oids,))
     constraints = {(row[0], row[1]): tuple(row[2:]) for row in cursor.fetchall()}
     return Catalog(tables, columns, unique, constraints)
@@ -176,9 +177,12 @@ def added_constraints(before: Catalog, after: Catalog) -> list[Constraint]:
         if table in before.tables and (table, index) not in before.unique:
             found.append(
                 Constraint(
-                    "unique", table, index, f"{', '.join(keys)} ({index})",
+                    "unique",
+                    table,
+                    index,
+                    f"{', '.join(keys)} ({index})",
                     unique_query(table, keys, predicate, nulls),
-                )  # fmt: skip
+                )
             )
     for (table, column), (quoted, notnull, default, _) in sorted(after.columns.items()):
         if table not in before.tables or not notnull:

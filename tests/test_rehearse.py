@@ -261,6 +261,7 @@ def test_a_dirty_copy_fails_with_exact_counts_and_is_left_as_it_was(
         counted = {c["name"]: c["violating"] for c in report["revisions"][0]["constraints"]}
         assert counted == EXPECTED
         summary = (tmp_path / "summary.md").read_text()
+        print(summary)
         for written in (text, json.dumps(report), summary):
             assert_nothing_leaks(written)
 
@@ -284,6 +285,7 @@ def test_a_clean_copy_passes_and_its_evidence_goes_on_the_record(
         assert "ACCESS EXCLUSIVE on user" in widened and "rewrote user and 5 indexes" in widened
         waited = re.search(r"the running release waited at most (\d+) ms \(on user", widened)
         assert waited and int(waited.group(1)) > 100, widened  # behind the rewrite's lock
+        print((tmp_path / "summary.md").read_text())
         with psycopg.connect(copy.replace(f":{PW}", "")) as connection:
             [(version,)] = connection.execute("SELECT version_num FROM alembic_version")
         assert version == WIDEN

@@ -11,7 +11,8 @@ are loaded. Then, for each line on stdin:
 - a JSON list of tables: loop until ``stop``, each pass a transaction of its own
   per table that selects one row of every mapped column and inserts one
   generated row, then rolls back; as the running code does, never holding a
-  lock between passes (it answers ``{"started": true}``);
+  lock between passes, which are ``PAUSE`` apart: steady traffic, not a load
+  test that would slow the revision down (it answers ``{"started": true}``);
 - ``stop``: print one JSON object: the longest a statement took (``longest_ms``)
   and on which table, and how many passes ran.
 """
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from release_probe import CANDIDATES, URL_VARIABLE, complete_row, load_rows
+
+PAUSE = 0.02  # seconds between passes
 
 
 def statements(connection: Any, table: Any, rows: Any) -> list[Any]:
@@ -63,6 +66,7 @@ def loop(engine: Any, tables: list[Any], rows: Any, stop: threading.Event) -> di
                         longest, where = took, table.fullname
                 connection.rollback()
             passes += 1
+            stop.wait(PAUSE)
     return {"longest_ms": round(longest * 1000, 1), "table": where, "passes": passes}
 
 

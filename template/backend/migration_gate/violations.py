@@ -111,8 +111,9 @@ class Constraint:
     table: str
     name: str  # the index, constraint or column
     what: str  # the columns, or the constraint, as a reviewer reads them
-    query: str  # counts the violating rows; holds no value
+    query: str  # counts the violating rows, or (``scanned``) is the row condition; no value
     enforced: bool = True  # False: NOT VALID, existing rows are not checked
+    scanned: bool = False  # counted in one scan of its table, with the table's other such
     violating: int | None = None
     rows: int | None = None
     not_counted: str | None = None
@@ -189,12 +190,12 @@ def added_constraints(before: Catalog, after: Catalog) -> list[Constraint]:
             continue
         was = before.columns.get((table, column))
         if was is None:  # a new column: NULL in every row, unless it has a default
-            query = "SELECT 0" if default else f"SELECT count(*) FROM {table}"
+            condition = "false" if default else "true"
         elif not was[1]:
-            query = f"SELECT count(*) FROM {table} WHERE {quoted} IS NULL"
+            condition = f"{quoted} IS NULL"
         else:
             continue
-        found.append(Constraint("not-null", table, column, quoted, query))
+        found.append(Constraint("not-null", table, column, quoted, condition, scanned=True))
     for (table, name), row in sorted(after.constraints.items()):
         if table not in before.tables or (table, name) in before.constraints:
             continue
@@ -204,8 +205,8 @@ def added_constraints(before: Catalog, after: Catalog) -> list[Constraint]:
             query = foreign_key_query(table, row)
             found.append(Constraint("foreign-key", table, name, what, query, validated))
         else:
-            query = f"SELECT count(*) FROM {table} WHERE NOT ({expression})"
-            found.append(Constraint("check", table, name, name, query, validated))
+            condition = f"NOT ({expression})"
+            found.append(Constraint("check", table, name, name, condition, validated, True))
     return found
 
 
@@ -220,18 +221,40 @@ def touched_tables(before: Catalog, after: Catalog) -> list[str]:
 
 def count(cursor: Any, constraints: list[Constraint]) -> None:
     """Count each constraint's violating rows, and its table's rows, on the copy (``cursor``
-    in autocommit). A query that cannot run there (it uses what the same revision adds)
-    leaves it not counted."""
-    totals: dict[str, int] = {}
+    in autocommit). NOT NULL and CHECK conditions are counted in one scan of their table
+    with its rows. A query that cannot run there (it uses what the same revision adds)
+    leaves its constraint not counted."""
+    cursor.execute("SET work_mem = '256MB'")  # a GROUP BY in memory; the copy is disposable
+    by_table: dict[str, list[Constraint]] = {}
     for constraint in constraints:
-        if constraint.table not in totals:
-            cursor.execute(f"SELECT count(*) FROM {constraint.table}")
-            totals[constraint.table] = cursor.fetchone()[0]
-        constraint.rows = totals[constraint.table]
-        try:
-            cursor.execute(constraint.query)
-            constraint.violating = int(cursor.fetchone()[0])
-        except Exception as error:  # the driver's error: name its class, never its text
-            constraint.not_counted = (
-                f"not counted: it uses what the revision adds ({type(error).__name__})"
-            )
+        by_table.setdefault(constraint.table, []).append(constraint)
+    for table, each in by_table.items():
+        scanned = [constraint for constraint in each if constraint.scanned]
+        filters = "".join(f", count(*) FILTER (WHERE {c.query})" for c in scanned)
+        found = counted(cursor, f"SELECT count(*){filters} FROM {table}")
+        if found is None:  # one condition cannot run here: each on its own
+            found = [*counted(cursor, f"SELECT count(*) FROM {table}"), *([None] * len(scanned))]
+        for constraint in each:
+            constraint.rows = found[0]
+        for constraint, violating in zip(scanned, found[1:], strict=True):
+            if violating is None:
+                violating = single(cursor, f"SELECT count(*) FROM {table} WHERE {constraint.query}")
+            constraint.violating = violating
+        for constraint in each:
+            if not constraint.scanned:
+                constraint.violating = single(cursor, constraint.query)
+            if constraint.violating is None:
+                constraint.not_counted = "not counted: it uses what the revision adds"
+
+
+def counted(cursor: Any, query: str) -> list[Any] | None:
+    try:
+        cursor.execute(query)
+    except Exception:  # the driver's error; its text is never shown
+        return None
+    return list(cursor.fetchone())
+
+
+def single(cursor: Any, query: str) -> int | None:
+    found = counted(cursor, query)
+    return None if found is None else int(found[0])

@@ -3,11 +3,11 @@
 - ``Watch`` times each statement the migration's connection runs (SQLAlchemy's
   cursor events), and knows which ran in an ``autocommit_block()``. A thread on
   a second connection samples that backend's locks in ``pg_locks`` every
-  ``SAMPLE_SECONDS``: a lock is attributed to the statement during which it was
-  first seen, and held from its first sample to its last, plus one interval. So
+  ``SAMPLE_SECONDS``: a lock counts for the statement that runs (or ran last)
+  when it is sampled, held from its first sample to its last, plus one interval. So
   a duration is exact to within one interval, and a lock held for less than one
-  interval between two samples may be missed. (Locks taken inside the
-  revision's transaction are held to its commit, so those are never missed.)
+  interval between two samples may be missed. (A lock taken inside the
+  revision's transaction is held to its commit: missed only when that is quick.)
 - ``Traffic`` is the running release: ``release_traffic.py`` in a process of
   its own, on the base ref's models, selecting and inserting on the tables the
   revision touches for as long as it runs; it reports the longest a statement
@@ -127,11 +127,14 @@ class Watch:
             if self.pid is not None:
                 cursor.execute(HELD, (self.pid,))
                 held = {(table, mode) for table, mode in cursor.fetchall()}
+            step = self.steps[-1] if self.steps else None
             for key in held:
+                if key in seen and seen[key][2] is not step:  # held on into the next step
+                    self._record(key, *seen.pop(key))
                 if key in seen:
                     seen[key][1] = now
                 else:
-                    seen[key] = [now, now, self.steps[-1] if self.steps else None]
+                    seen[key] = [now, now, step]
             for key in [key for key in seen if key not in held]:
                 self._record(key, *seen.pop(key))
             self._stop.wait(SAMPLE_SECONDS)

@@ -30,7 +30,7 @@ PW = "s3cr3t-rehearse"
 def seed(users: int) -> str:
     """Teams 1 to 100 and ``users`` users, with the violators the formulas below say."""
     return f"""
-INSERT INTO team (id, title) SELECT g, 'team ' || g FROM generate_series(1, 100) AS g;
+INSERT INTO team (id, title) SELECT g, 'squad ' || g FROM generate_series(1, 100) AS g;
 INSERT INTO "user" (id, email, name, nickname, team_id)
 SELECT g, 'u' || g || '@example.com',
        CASE WHEN g % 10000 = 0 THEN '' ELSE 'name ' || g END,
@@ -46,7 +46,7 @@ UPDATE "user" SET team_id = NULL WHERE team_id > 100;
 UPDATE "user" SET name = 'name ' || id WHERE name = '';
 """
 # Values of the seeded rows that no output may show.
-VALUES = ("shared", "@example.com", "nick1", "name 1", "team 1", "104000")
+VALUES = ("shared", "@example.com", "nick1", "name 1", "squad", "104000")
 
 
 def nickname(g: int) -> str | None:

@@ -145,14 +145,26 @@ def steps_of(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
     return workflow["jobs"][job]["steps"]
 
 
-def test_neon_branch_is_pinned_expires_and_is_deployed_like_production(
+def test_neon_branch_is_pinned_expires_and_is_rehearsed_on_after_a_reset(
     render_project: Callable[..., Project],
 ) -> None:
     path = render_project(neon_branch_per_pr=True).root / ".github/workflows/neon-branch.yml"
     neon = yaml.safe_load(path.read_text())
-    migrate = next(s for s in steps_of(neon, "migrate") if "db-deploy" in s.get("run", ""))
-    assert migrate["run"] == "uv run --no-sync db-deploy"
-    assert migrate["env"] == {"DATABASE_URL_UNPOOLED": "${{ steps.branch.outputs.db_url }}"}
+    steps = steps_of(neon, "migrate")
+    runs = [s.get("run", "") for s in steps]
+    mask, reset, rehearse = (
+        next(i for i, run in enumerate(runs) if marker in run)
+        for marker in ("::add-mask::$BRANCH_PASSWORD", "branches reset", "nox -s rehearse")
+    )
+    assert mask < reset < rehearse, "masked before any step may print it; reset before rehearsal"
+    assert "::add-mask::$BRANCH_URL" in runs[mask]
+    assert "--parent" in runs[reset] and "${{" not in runs[reset], "inputs reach it through env"
+    assert runs[rehearse] == 'uvx nox -s rehearse -- "$BRANCH_URL"'
+    assert steps[rehearse]["env"]["BRANCH_URL"] == "${{ steps.branch.outputs.db_url }}"
+    assert "TEST_DATABASE_URL" in steps[rehearse]["env"], "its scratch server: the service"
+    assert not any("db-deploy" in run for run in runs), "the rehearsal replaces the bare deploy"
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0, "the rehearsal selects what the PR adds"
     uses = {
         s["uses"].split("@")[0]: s
         for job in neon["jobs"]

@@ -15,6 +15,8 @@ history up to REV. See ``squash.py``.
 ``ADOPT_DATABASE_URL``, a copy of production. See ``adopt.py``.
 ``python -m migration_gate dev-db [stop]``: a local PostgreSQL for development,
 at head. See ``dev_db.py``.
+``python -m migration_gate rehearse``: the new revisions on the copy of production
+in ``REHEARSE_DATABASE_URL``, measured. See ``rehearsal.py``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ def adopt() -> int:
         return 1
 
 
+def rehearse() -> int:
+    try:
+        from .rehearsal import main  # imports the models' package
+    except Exception as error:  # a module of the package that does not load
+        print(f"rehearse: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        return 1
+    return main()
+
+
 def main() -> int:
     skip_garbage_collection_at_exit()
     parser = argparse.ArgumentParser(prog="python -m migration_gate")
@@ -100,6 +111,7 @@ def main() -> int:
     commands.add_parser("adopt", help="one baseline revision from a copy of production")
     dev = commands.add_parser("dev-db", help="start a local database at head, or stop it")
     dev.add_argument("action", nargs="*", metavar="stop")
+    commands.add_parser("rehearse", help="the new revisions on a copy of production, measured")
     arguments = parser.parse_args()
     if arguments.command == "schema-docs":
         return schema_docs(arguments.written)
@@ -113,6 +125,8 @@ def main() -> int:
         from .dev_db import dev_db  # pytest-postgresql's executor, not the lint's imports
 
         return dev_db(arguments.action)
+    if arguments.command == "rehearse":
+        return rehearse()
     return lint_migrations(everything=arguments.all)
 
 

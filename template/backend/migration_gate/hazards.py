@@ -12,6 +12,11 @@ as a stale squawk acceptance does, so that it cannot hide the next hazard.
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import re
+from pathlib import Path
+
 from alembic.script import Script
 
 from .revisions import describe
@@ -23,6 +28,17 @@ GATE_RULES = {
     "run on what its upgrade allowed",
     "breaks-running-release": "the release that runs now fails on the schema it makes",
 }
+# The rehearsal's evidence (``uvx nox -s rehearse``): no row of a copy of production violates
+# a constraint the revision adds. The reason is the line the rehearsal printed; it names
+# the upgrade it rehearsed, so that an edit of the upgrade makes it stale.
+ROWS_RULES = {
+    "rows-unique": "rows share the key of a unique constraint or index the revision adds",
+    "rows-not-null": "rows are NULL in a column the revision makes NOT NULL",
+    "rows-foreign-key": "rows point at no row through a foreign key the revision adds",
+    "rows-check": "rows fail a CHECK constraint the revision adds",
+}
+GATE_RULES |= ROWS_RULES
+REHEARSED = re.compile(r"\(rehearsal on .+, upgrade ([0-9a-f]{8})\)$")
 
 
 class DeclarationError(Exception):
@@ -56,3 +72,40 @@ def stale(named: str, rule: str, why: str) -> str:
         f"{named}: accepted_hazards lists {rule}, but {why}: remove it, "
         "so that it cannot hide the next hazard"
     )
+
+
+def upgrade_fingerprint(revision: Script) -> str:
+    """The revision's ``upgrade()`` as Python parses it: formatting and comments aside, any
+    edit of it changes this."""
+    tree = ast.parse(Path(revision.path).read_text())
+    upgrade = next(
+        (
+            node
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name == "upgrade"
+        ),
+        None,
+    )
+    return hashlib.sha256(ast.dump(upgrade or tree).encode()).hexdigest()[:8]
+
+
+def evidence_mark(revision: Script, on: str, day: str) -> str:
+    """What ends a rehearsal's reason: where and when, and which upgrade it ran."""
+    return f"(rehearsal on {on}, {day}, upgrade {upgrade_fingerprint(revision)})"
+
+
+def evidence_problem(revision: Script, rule: str, reason: str) -> str | None:
+    """Why an accepted rows-* rule is not evidence of this revision's upgrade, if it is not."""
+    rehearsed = REHEARSED.search(reason.strip())
+    if rehearsed is None:
+        return (
+            f"{describe(revision)}: accepted_hazards[{rule!r}] must be the evidence line that "
+            "`uvx nox -s rehearse -- URL` printed for it, ending in (rehearsal on ..., upgrade ...)"
+        )
+    if rehearsed.group(1) != upgrade_fingerprint(revision):
+        return stale(
+            describe(revision),
+            rule,
+            "its upgrade() changed since that rehearsal: rehearse it again",
+        )
+    return None

@@ -30,7 +30,14 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
 from .applied_revisions import applied_revision_problems, squashes
-from .hazards import GATE_RULES, DeclarationError, accepted_hazards, stale
+from .hazards import (
+    GATE_RULES,
+    ROWS_RULES,
+    DeclarationError,
+    accepted_hazards,
+    evidence_problem,
+    stale,
+)
 from .project import BACKEND, env_hooks, project_config
 from .revisions import (
     RenderError,
@@ -203,6 +210,9 @@ def acceptance_problems(item: Linted, unknown: set[str]) -> list[str]:
                 f"{describe(item.revision)}: accepted_hazards names {rule!r}, which is "
                 f"neither a squawk rule nor one of the gate's ({', '.join(GATE_RULES)})"
             )
+        elif rule in ROWS_RULES:
+            if problem := evidence_problem(item.revision, rule, item.accepted[rule]):
+                problems.append(problem)
         elif rule not in item.fired() and rule not in GATE_RULES:
             problems.append(stale(describe(item.revision), rule, "squawk no longer finds it"))
     return problems

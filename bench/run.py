@@ -24,7 +24,7 @@ from typing import Any
 
 from tests.support import PROJECT_PYTHON, Project, load_servers_module, snapshot_template
 
-from . import timing, workloads
+from . import rehearsal, timing, workloads
 from .autogenerate import measure_autogenerate
 from .check_overhead import measure_check_overhead
 from .copier_ops import measure_copier
@@ -185,10 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=timing.WARMUP, help="untimed runs first")
     parser.add_argument(
         "--only",
-        choices=["live-traffic"],
-        help="run one part alone (7: db-deploy under traffic, on a million rows)",
+        choices=["live-traffic", "rehearsal"],
+        help="run one part alone (7: db-deploy under traffic, on a million rows; "
+        "the rehearsal against db-deploy, bench/rehearsal.py)",
     )
     args = parser.parse_args(argv)
+    if args.only == "rehearsal":
+        return rehearsal.main([])
     timing.RUNS, timing.WARMUP = args.runs, args.warmup
 
     with tempfile.TemporaryDirectory(prefix="template-bench-") as tmp:

@@ -285,7 +285,8 @@ class Coupon(SQLModel, table=True):
 def test_a_changed_check_or_index_predicate_reaches_the_revision(
     project: Project, database_url: str
 ) -> None:
-    """Alembic compares neither an index's predicate nor (since 1.19.2, by default) a CHECK."""
+    """Alembic compares neither an index's predicate nor a CHECK's body (the gate's
+    model-match check fails on both until they are written: tests/test_model_match.py)."""
     project.write_model("coupon", PARTIAL.format(where="deleted_at IS NULL", check="true"))
     alembic_ok(project, "revision", "--autogenerate", "-m", "coupons")
     alembic_ok(project, "upgrade", "head")
@@ -293,10 +294,6 @@ def test_a_changed_check_or_index_predicate_reaches_the_revision(
         "coupon",
         PARTIAL.format(where="deleted_at IS NULL AND code <> ''", check="length(code) < 20"),
     )
-    drift = project.alembic("check")
-    assert drift.returncode != 0, output(drift)
-    assert "ix_coupon_code_live" in output(drift) and "ck_coupon_code_short" in output(drift)
-
     live = autogenerate(project, "coupons that are live")
     upgrade = " ".join(upgrade_body(live.read_text()).split())
     assert """postgresql_where=sa.text("deleted_at IS NULL AND code <> ''")""" in upgrade

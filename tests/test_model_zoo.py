@@ -315,9 +315,10 @@ ZOO_SCHEMAS = ("public", "billing")
 # Changes that `alembic check` does not see with the template's configuration
 # (Alembic 1.20): docs/models.md tells what to write by hand for each.
 UNSEEN_CHANGES = {
-    "a partial index's predicate": ('"done_at IS NULL"', '"due_at IS NOT NULL"'),
-    "an index's method (gin to btree)": ('postgresql_using="gin"', 'postgresql_using="btree"'),
-    "a CHECK constraint's body": ('"quantity > 0"', '"quantity > 1"'),
+    "a generated column's expression": ('"quantity * unit_cents"', '"quantity * unit_cents * 2"'),
+}
+# Seen since the CHECK comparison is on: `alembic check` names each one.
+SEEN_CHECK_CHANGES = {
     "a CHECK constraint added to an existing table": (
         'name="quantity_positive"),',
         'name="quantity_positive"),\n        sa.CheckConstraint("unit_cents >= 0", name="price"),',
@@ -326,7 +327,6 @@ UNSEEN_CHANGES = {
         'sa.CheckConstraint("quantity > 0", name="quantity_positive"),',
         "",
     ),
-    "a generated column's expression": ('"quantity * unit_cents"', '"quantity * unit_cents * 2"'),
 }
 # Changes inside a wrapper that `alembic check` does see: no wrapper hides its DDL.
 SEEN_WRAPPER_CHANGES = {
@@ -464,6 +464,9 @@ def test_alembic_check_does_not_see_these_changes(zoo: Project) -> None:
         if zoo.alembic("check").returncode != 0:
             seen.append(change)
     assert seen == []
+    for change, (old, new) in SEEN_CHECK_CHANGES.items():
+        zoo.write_model("zoo", ZOO.replace(old, new))
+        assert zoo.alembic("check").returncode != 0, change
 
 
 FASTAPI_USERS = """\

@@ -33,8 +33,10 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlmodel import SQLModel
 
 from . import definitions, extensions  # noqa: F401  (register their comparisons)
+from .definitions import QUOTE
 from .low_lock_forms import FUNCTION_CALL, write_low_lock_forms
 
 log = logging.getLogger("alembic.env")
@@ -243,9 +245,43 @@ def compared_objects(include_object: IncludeObject) -> IncludeObject:
                 return False
         if type_ == "unique_constraint" and repeats_primary_key(obj):
             return False
+        if type_ == "check_constraint" and compare_to is None and is_truncated_pair(obj, reflected):
+            return False
         return include_object(obj, name, type_, reflected, compare_to)
 
     return include
+
+
+CONSTRAINT_NAMED = text(
+    "SELECT EXISTS (SELECT FROM pg_constraint WHERE conrelid = to_regclass(:table) "
+    "AND conname = :name)"
+)
+
+
+def name_in_database(constraint: Any) -> str:
+    """A constraint's name as its DDL writes it: SQLAlchemy cuts a conventional name longer
+    than Postgres' 63 bytes to 55 and a digest (``ck_..._sub_b51d``)."""
+    return QUOTE.format_constraint(constraint).strip('"').replace('""', '"')
+
+
+def is_truncated_pair(check: Any, reflected: bool) -> bool:
+    """A CHECK whose long conventional name the database holds cut short: Alembic's CHECK
+    comparison matches by name, and would drop and add it again on every revision."""
+    table = check.table
+    if reflected:
+        key = f"{table.schema}.{table.name}" if table.schema else table.name
+        modelled = SQLModel.metadata.tables.get(key)
+        return modelled is not None and any(
+            isinstance(c, CheckConstraint) and c.name != check.name == name_in_database(c)
+            for c in modelled.constraints
+        )
+    short = name_in_database(check)
+    if short == check.name:
+        return False
+    found = context.get_bind().execute(
+        CONSTRAINT_NAMED, {"table": QUOTE.format_table(table), "name": short}
+    )
+    return bool(found.scalar())
 
 
 # What migrations/env_hooks.py may define, and the template's default for each.

@@ -1,7 +1,7 @@
 """What Alembic's comparisons leave out, compared by the definitions Postgres itself writes.
 
 Template-owned: `copier update` keeps this file current. ``db/autogenerate.py``
-imports it, so that autogenerate and ``alembic check`` see:
+imports it, so that ``revision --autogenerate`` sees:
 
 - an index whose predicate, operator class, method or INCLUDE changed (Alembic
   compares only its columns and uniqueness);
@@ -61,6 +61,8 @@ def changed_definitions(
     connection = autogen_context.connection
     if conn_table is None or metadata_table is None or connection is None:
         return PriorityDispatchResult.CONTINUE
+    if not writes_a_revision(autogen_context):
+        return PriorityDispatchResult.CONTINUE
     indexes = shared(metadata_table.indexes, conn_table.indexes)
     checks = shared(checks_of(metadata_table), checks_of(conn_table))
     if not checks and not any(
@@ -73,6 +75,9 @@ def changed_definitions(
     }
     found = definitions(connection, QUOTE.format_table(conn_table))
     wanted = model_definitions(connection, metadata_table)
+    if wanted is None:
+        log.info("Indexes and CHECKs of %r not compared by definition", table_name)
+        return PriorityDispatchResult.CONTINUE
     for name, (model, reflected) in sorted({**indexes, **checks}.items()):
         if name in touched or found.get(name) == wanted.get(name):
             continue
@@ -111,18 +116,33 @@ def has_uncompared_options(index: Index) -> bool:
     return any(index.dialect_kwargs.get(o) not in (None, [], ()) for o in UNCOMPARED_INDEX_OPTIONS)
 
 
+def writes_a_revision(autogen_context: AutogenContext) -> bool:
+    """Only ``revision --autogenerate`` compares by definition: it builds a temporary table,
+    which ``alembic check`` must not do on production (a read-only role, an event trigger);
+    there the gate's model-match check compares by definition instead."""
+    config = getattr(autogen_context.migration_context, "config", None)
+    return bool(getattr(getattr(config, "cmd_opts", None), "autogenerate", False))
+
+
 def definitions(connection: Connection, table: str) -> dict[str, str]:
-    return dict(connection.execute(DEFINITIONS, {"table": table}).all())  # type: ignore[arg-type]
+    rows = connection.execute(DEFINITIONS, {"table": table}).all()  # type: ignore[arg-type]
+    return {name: definition.removesuffix(" NOT VALID") for name, definition in rows}
 
 
-def model_definitions(connection: Connection, metadata_table: Table) -> dict[str, str]:
+def model_definitions(connection: Connection, metadata_table: Table) -> dict[str, str] | None:
     """The model's indexes and CHECKs as Postgres writes them, built on a temporary table of
-    the same name, which hides the real one in this session alone."""
+    the same name, which hides the real one in this session alone; None where the role may
+    create no temporary table."""
     copy = metadata_table.to_metadata(MetaData(), schema=None)
     savepoint = connection.begin_nested()
     try:
         source = QUOTE.format_table(metadata_table)
-        connection.execute(text(f"CREATE TEMPORARY TABLE {QUOTE.quote(copy.name)} (LIKE {source})"))
+        try:
+            connection.execute(
+                text(f"CREATE TEMPORARY TABLE {QUOTE.quote(copy.name)} (LIKE {source})")
+            )
+        except DBAPIError:
+            return None
         ddl = [CreateIndex(index) for index in copy.indexes]
         ddl += [AddConstraint(check) for check in checks_of(copy) if isinstance(check.name, str)]
         for statement in ddl:  # one on a column the table does not have yet is new anyway

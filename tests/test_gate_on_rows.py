@@ -531,6 +531,16 @@ def test_revisions_whose_downgrade_takes_back_no_allowance_need_no_acceptance(
     """A new table, a new nullable column, a new index, a new constraint: nothing written."""
     model(project, nickname="nickname: str | None = Field(default=None, index=True)\n"
                              "    motto: str | None = None")  # fmt: skip
+    customer = project.backend / project.package / "models" / "customer.py"
+    customer.write_text(
+        customer.read_text()
+        .replace("import Field, SQLModel", "import CheckConstraint, Field, SQLModel")
+        .replace(
+            "table=True):\n",
+            'table=True):\n    __table_args__ = (CheckConstraint("char_length(email) <= 320", '
+            'name="email_short"),)\n',
+        )
+    )
     project.write_model("tag", UNAFFECTED)
     add_revision(
         project, "newtab1e0001",

@@ -198,6 +198,27 @@ def rehearse(project: Project, url: str, tmp_path: Path) -> subprocess.Completed
     )
 
 
+def fingerprint(project: Project, revision_file: Path) -> str:
+    """What a rehearsal's evidence for this revision file ends with."""
+    found = project.run(
+        str(project.bin / "python"), "-c",
+        "import sys, types; from migration_gate.hazards import upgrade_fingerprint; "
+        "print(upgrade_fingerprint(types.SimpleNamespace(path=sys.argv[1])))",
+        str(revision_file),
+    )  # fmt: skip
+    assert found.returncode == 0, output(found)
+    return found.stdout.strip()
+
+
+def climb_on_gate_rows(project: Project, production: str) -> subprocess.CompletedProcess[str]:
+    """The gate's climb, with the new revisions on the gate's rows."""
+    server = production.rsplit("/", 1)[0] + "/postgres"
+    return project.run(
+        str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", "-k", "upgrade_from_empty",
+        TEST_DATABASE_URL=server, MIGRATION_LINT_BASE="HEAD",
+    )  # fmt: skip
+
+
 def assert_nothing_leaks(text: str) -> None:
     assert "Traceback" not in text, text
     assert PW not in text, text
@@ -304,12 +325,47 @@ def test_a_clean_copy_passes_and_its_evidence_goes_on_the_record(
         linted
     )
 
+    # The gate's rows hold what the evidence says: the revision has no data step, yet it
+    # climbs them. (The project's models, docs and the widening fail other gate tests.)
+    climbed = climb_on_gate_rows(project, production)
+    assert climbed.returncode == 0, output(climbed)
+    for removed in ("nickname (uq_user_nickname) (accepted rows-unique)",
+                    "nickname (accepted rows-not-null)",
+                    "(fk_user_team_id_team on team_id) (accepted rows-foreign-key)",
+                    "ck_user_name_not_empty (accepted rows-check)"):  # fmt: skip
+        pattern = (
+            rf"before it removed \d+ user row\(s\) that would violate [^;]*{re.escape(removed)}"
+        )
+        assert re.search(pattern, climbed.stdout), (removed, climbed.stdout)
+
+    # Evidence for a kind of constraint the revision does not add is stale.
+    widen = next(p for p in project.revision_files() if p.name.startswith(WIDEN))
+    widen_source = widen.read_text()
+    mark = re.search(r"upgrade ([0-9a-f]{8})\)$", entries["rows-check"])
+    assert mark, entries
+    elsewhere = entries["rows-check"].replace(mark.group(1), fingerprint(project, widen))
+    widen.write_text(
+        widen_source + f"\naccepted_hazards = {json.dumps({'rows-check': elsewhere})}\n"
+    )
+    not_fired = climb_on_gate_rows(project, production)
+    assert not_fired.returncode == 1, output(not_fired)
+    assert (
+        f"revision {WIDEN} (migrations/versions/{widen.name}): accepted_hazards lists rows-check, "
+        "but the gate's rows do not violate what it adds" in not_fired.stdout
+    ), output(not_fired)
+    widen.write_text(widen_source)
+
     path.write_text(path.read_text().replace("WHERE id > 50000", "WHERE id > 60000"))
     stale = project.gate_command("lint-migrations", MIGRATION_LINT_BASE="HEAD")
     assert stale.returncode == 1
     assert re.search(
         r"accepted_hazards lists rows-unique, but its upgrade\(\) changed", stale.stderr
     )
+    untrusted = climb_on_gate_rows(project, production)  # the rows stay as they are
+    assert untrusted.returncode == 1, output(untrusted)
+    assert re.search(
+        rf"revision {CONSTRAINTS} \(.*\): upgrade failed on the gate's rows in", untrusted.stdout
+    ), output(untrusted)
 
     unreasoned = {**entries, "rows-check": " "}
     path.write_text(source.replace("accepted_hazards: dict[str, str] = {}", (

@@ -125,9 +125,14 @@ def run_steps(history: HistoryDatabase, steps: Steps) -> None:
 def climb(history: HistoryDatabase) -> None:
     """Upgrade from empty to head, one revision at a time, noting what each one changed."""
 
+    climb_order = oldest_first(history.script)
+    started = time.perf_counter()
+    history.rows.learn_evidence(climb_order)
+    history.seconds += time.perf_counter() - started
+
     def upgrades(reader: SchemaReader) -> Iterator[tuple[Script, bool]]:
         before = reader.lines()
-        for revision in oldest_first(history.script):
+        for revision in climb_order:
             history.rows.before_upgrade(revision, before)
             yield revision, True
             after = reader.lines()

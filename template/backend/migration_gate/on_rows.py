@@ -37,6 +37,7 @@ from alembic.script import Script
 from sqlalchemy import Engine
 
 from .data_state import Copy, Loss, RowKeeper
+from .evidence import Satisfied, learn, rehearsed_rules, satisfy
 from .hazards import DeclarationError, accepted_hazards, how_to_accept, stale
 from .project import ROWS_SETTING
 from .revisions import where
@@ -44,6 +45,7 @@ from .room import RoomWriter
 from .rows import Inserted, fill, masked
 from .schema_state import Change, own_connection
 from .trace import AutocommitSteps, Measured, Trace
+from .violations import Constraint
 
 RECIPES = "docs/safe-migrations.md"
 DEDUPLICATE = f'deduplicate first ({RECIPES}, "Add a unique constraint")'
@@ -136,6 +138,9 @@ class OnRows:
     used: dict[str, dict[str, Copy]] = field(default_factory=dict)  # revision: rows that use it
     wrote: dict[str, list[str]] = field(default_factory=dict)  # revision: what those rows hold
     cannot_run: set[str] = field(default_factory=set)  # downgrades that failed on those rows
+    rehearsed: dict[str, set[str]] = field(default_factory=dict)  # revision: rows-* with evidence
+    adds: dict[str, list[Constraint]] = field(default_factory=dict)  # what those revisions add
+    satisfied: dict[str, Satisfied] = field(default_factory=dict)  # what the gate removed
     timings: Timings = field(default_factory=Timings)
     _keeper: RowKeeper | None = None
     _room: RoomWriter | None = None
@@ -179,6 +184,18 @@ class OnRows:
 
     # --- the climb ---------------------------------------------------------------------------
 
+    def learn_evidence(self, climb_order: list[Script]) -> None:
+        """Before the climb: what the checked revisions that accept a ``rows-*`` rule with a
+        rehearsal's evidence add (``evidence.py``)."""
+        if not self.enabled:
+            return
+        for revision in climb_order:
+            if revision.revision in self.checked and (rules := rehearsed_rules(revision)):
+                self.rehearsed[revision.revision] = rules
+        if self.rehearsed:
+            rehearsed = [rev for rev in climb_order if rev.revision in self.rehearsed]
+            self.adds = learn(self.engine, rehearsed)
+
     def before_upgrade(self, revision: Script, schema: frozenset[str]) -> None:
         if not self.active and self.enabled and revision.revision in self.checked:
             self.start(revision, schema)
@@ -186,6 +203,8 @@ class OnRows:
             return
         if not revision.is_merge_point:
             self.on_rows.append(revision)
+        if revision.revision in self.adds:
+            self.satisfy_evidence(revision)
         self.before[revision.revision] = dict(self.copies)
         with self.timings.timing("trace"):
             self.trace.start({name: copy.oid for name, copy in self.copies.items()})
@@ -196,6 +215,23 @@ class OnRows:
         """Rows into every table there is, as production has them when the change deploys."""
         self.active, self.started_at = True, revision.revision
         self.add_rows(tables_in(schema))
+
+    def satisfy_evidence(self, revision: Script) -> None:
+        """Remove the rows that violate what the revision's evidence says production holds."""
+        keeper = self.keeper
+        with self.timings.timing("rows"):
+            self.satisfied[revision.revision] = satisfy(
+                keeper.cursor,
+                revision,
+                self.rehearsed[revision.revision],
+                self.adds[revision.revision],
+            )
+        with self.timings.timing("comparisons"):
+            self.copies.update(keeper.copy(keeper.existing(self.copies)))
+
+    def evidence_problems(self) -> list[str]:
+        """Accepted ``rows-*`` rules that the gate's rows would not have violated anyway."""
+        return [line for done in self.satisfied.values() for line in done.stale]
 
     def add_rows(self, qualified: list[str]) -> None:
         keeper = self.keeper
@@ -428,7 +464,9 @@ class OnRows:
             measured = self.measured.get(revision.revision)
             if measured is not None:
                 wrote = [f"wrote {line}" for line in self.wrote.get(revision.revision, [])]
-                lines.append(f"  {where(revision)}: {'; '.join(measured.lines() + wrote)}")
+                satisfied = self.satisfied.get(revision.revision, Satisfied()).removed
+                parts = [f"before it {line}" for line in satisfied] + measured.lines() + wrote
+                lines.append(f"  {where(revision)}: {'; '.join(parts)}")
         lines += [f"  {line}" for line in self.shortfalls]
         for revision in self.on_rows:
             for loss in self.losses.get(revision.revision, []):

@@ -112,6 +112,7 @@ class Constraint:
     name: str  # the index, constraint or column
     what: str  # the columns, or the constraint, as a reviewer reads them
     query: str  # counts the violating rows, or (``scanned``) is the row condition; no value
+    surplus: str  # the rows to remove so that it holds (one of rows sharing a key stays)
     enforced: bool = True  # False: NOT VALID, existing rows are not checked
     scanned: bool = False  # counted in one scan of its table, with the table's other such
     violating: int | None = None
@@ -136,7 +137,7 @@ class Constraint:
 
     def as_json(self) -> dict[str, Any]:
         found = asdict(self)
-        del found["query"]
+        del found["query"], found["surplus"]
         return found | {"rule": self.rule, "recipe": self.recipe}
 
 
@@ -145,19 +146,28 @@ def plain(name: str) -> str:
     return name.replace('"', "")
 
 
-def unique_query(table: str, keys: tuple[str, ...], predicate: str | None, nulls: bool) -> str:
+def unique_queries(
+    table: str, keys: tuple[str, ...], predicate: str | None, nulls: bool
+) -> tuple[str, str]:
+    """The count of rows that share a key, and the rows beyond the first of each key."""
     conditions = [f"({predicate})"] if predicate else []
     if not nulls:
         conditions += [f"({key}) IS NOT NULL" for key in keys]
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    admitted = " AND ".join(conditions) or "true"
     grouped = ", ".join(f"({key})" for key in keys)
-    return (
-        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table}{where} "
-        f"GROUP BY {grouped} HAVING count(*) > 1) AS shared"
+    count = (
+        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
+        f"WHERE {admitted} GROUP BY {grouped} HAVING count(*) > 1) AS shared"
     )
+    beyond_first = (
+        f"{admitted} AND ctid NOT IN "
+        f"(SELECT min(ctid) FROM {table} WHERE {admitted} GROUP BY {grouped})"
+    )
+    return count, beyond_first
 
 
-def foreign_key_query(table: str, row: tuple[Any, ...]) -> str:
+def foreign_key_condition(row: tuple[Any, ...]) -> str:
+    """The rows of the referencing table (``AS child``) that point at no row."""
     _, _, columns, referenced, referenced_columns, match, _ = row
     present = " AND ".join(f"child.{column} IS NOT NULL" for column in columns)
     pointed = " AND ".join(
@@ -168,7 +178,7 @@ def foreign_key_query(table: str, row: tuple[Any, ...]) -> str:
     if match == "f" and len(columns) > 1:  # MATCH FULL: a key NULL in part points nowhere either
         listed = ", ".join(f"child.{column}" for column in columns)
         violating += f" OR num_nulls({listed}) BETWEEN 1 AND {len(columns) - 1}"
-    return f"SELECT count(*) FROM {table} AS child WHERE {violating}"
+    return violating
 
 
 def added_constraints(before: Catalog, after: Catalog) -> list[Constraint]:
@@ -176,14 +186,9 @@ def added_constraints(before: Catalog, after: Catalog) -> list[Constraint]:
     found = []
     for (table, index), (keys, predicate, nulls) in sorted(after.unique.items()):
         if table in before.tables and (table, index) not in before.unique:
+            query, surplus = unique_queries(table, keys, predicate, nulls)
             found.append(
-                Constraint(
-                    "unique",
-                    table,
-                    index,
-                    f"{', '.join(keys)} ({index})",
-                    unique_query(table, keys, predicate, nulls),
-                )
+                Constraint("unique", table, index, f"{', '.join(keys)} ({index})", query, surplus)
             )
     for (table, column), (quoted, notnull, default, _) in sorted(after.columns.items()):
         if table not in before.tables or not notnull:
@@ -195,18 +200,23 @@ def added_constraints(before: Catalog, after: Catalog) -> list[Constraint]:
             condition = f"{quoted} IS NULL"
         else:
             continue
-        found.append(Constraint("not-null", table, column, quoted, condition, scanned=True))
+        found.append(
+            Constraint("not-null", table, column, quoted, condition, condition, scanned=True)
+        )
     for (table, name), row in sorted(after.constraints.items()):
         if table not in before.tables or (table, name) in before.constraints:
             continue
         contype, validated, columns, referenced, *_, expression = row
         if contype == "f":
             what = f"{referenced} ({name} on {', '.join(columns)})"
-            query = foreign_key_query(table, row)
-            found.append(Constraint("foreign-key", table, name, what, query, validated))
+            condition = foreign_key_condition(row)
+            query = f"SELECT count(*) FROM {table} AS child WHERE {condition}"
+            found.append(Constraint("foreign-key", table, name, what, query, condition, validated))
         else:
             condition = f"NOT ({expression})"
-            found.append(Constraint("check", table, name, name, condition, validated, True))
+            found.append(
+                Constraint("check", table, name, name, condition, condition, validated, True)
+            )
     return found
 
 

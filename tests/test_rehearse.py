@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -188,13 +189,16 @@ def copy_of(server: object, production: str, sql: str = "") -> Iterator[str]:
         yield with_password(url)
 
 
-def rehearse(project: Project, url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def rehearse(
+    project: Project, url: str, tmp_path: Path, **settings: str
+) -> subprocess.CompletedProcess[str]:
     return project.gate_command(
         "rehearse",
         REHEARSE_DATABASE_URL=url,
         MIGRATION_LINT_BASE="HEAD",
         GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
         REHEARSAL_REPORT=str(tmp_path / "report.json"),
+        **settings,
     )
 
 
@@ -217,6 +221,20 @@ def climb_on_gate_rows(project: Project, production: str) -> subprocess.Complete
         str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", "-k", "upgrade_from_empty",
         TEST_DATABASE_URL=server, MIGRATION_LINT_BASE="HEAD",
     )  # fmt: skip
+
+
+def assert_steps_are_the_revisions(report: dict[str, Any]) -> None:
+    """Each step of the report is a statement of a revision, timed, with the locks it held."""
+    steps = [step for revision in report["revisions"] for step in revision["steps"]]
+    assert not [step for step in steps if step["statement"].startswith("SET ")], steps
+    [rewrite] = [step for step in steps if "TYPE BIGINT" in step["statement"]]
+    held = {lock["mode"]: lock["seconds"] for lock in rewrite["locks"]}
+    assert rewrite["seconds"] > 0.05 and held["ACCESS EXCLUSIVE"] >= rewrite["seconds"], rewrite
+    builds = [step for step in steps if "CONCURRENTLY" in step["statement"]]
+    assert len(builds) == 3, steps
+    for build in builds:
+        modes = {lock["mode"] for lock in build["locks"]}
+        assert build["seconds"] > 0 and "SHARE UPDATE EXCLUSIVE" in modes, build
 
 
 def assert_nothing_leaks(text: str) -> None:
@@ -292,7 +310,9 @@ def test_a_clean_copy_passes_and_its_evidence_goes_on_the_record(
 ) -> None:
     project = project_with_history
     with copy_of(postgres_server, production, CLEAN) as copy:
-        result = rehearse(project, copy, tmp_path)
+        # A short lock timeout starts env.py's lock watcher, on a connection of its own,
+        # within each long step: the statements and locks measured are the revision's.
+        result = rehearse(project, copy, tmp_path, MIGRATION_LOCK_TIMEOUT="100ms")
         print(output(result))
         assert result.returncode == 0, output(result)
         text = output(result)
@@ -307,6 +327,7 @@ def test_a_clean_copy_passes_and_its_evidence_goes_on_the_record(
         waited = re.search(r"the running release waited at most (\d+) ms \(on user", widened)
         assert waited and int(waited.group(1)) > 100, widened  # behind the rewrite's lock
         print((tmp_path / "summary.md").read_text())
+        assert_steps_are_the_revisions(json.loads((tmp_path / "report.json").read_text()))
         with psycopg.connect(copy.replace(f":{PW}", "")) as connection:
             [(version,)] = connection.execute("SELECT version_num FROM alembic_version")
         assert version == WIDEN

@@ -1,7 +1,9 @@
 """What a revision does while it runs on a copy of production (template-owned; ``rehearsal.py``).
 
 - ``Watch`` times each statement the migration's connection runs (SQLAlchemy's
-  cursor events), and knows which ran in an ``autocommit_block()``. A thread on
+  cursor events, in the thread that runs the migration: env.py's lock watcher
+  has a connection of the same engine, in a thread of its own), and knows which
+  ran in an ``autocommit_block()``. A thread on
   a second connection samples that backend's locks in ``pg_locks`` every
   ``SAMPLE_SECONDS``: a lock counts for the statement that runs (or ran last)
   when it is sampled, held from its first sample to its last, plus one interval. So
@@ -80,33 +82,40 @@ class Watch:
         self.monitor = monitor  # a DBAPI connection in autocommit, used by the sampler only
         self.pid: int | None = None
         self.steps: list[Step] = []
+        self._migrating: threading.Thread | None = None  # the thread that runs the revision
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
-        event.listen(engine, "connect", self._connected)
+        event.listen(engine, "checkout", self._checked_out)
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
 
-    def _connected(self, dbapi_connection: Any, _: Any) -> None:
-        """The migration's backend: the connection env.py opens while a revision is watched."""
-        if self._sampler is None or self._stop.is_set():
+    def _checked_out(self, dbapi_connection: Any, record: Any, _: Any) -> None:
+        """The migration's backend: the connection env.py takes while a revision is watched."""
+        if not self._watching():
             return
-        cursor = dbapi_connection.cursor()
-        cursor.execute("SELECT pg_backend_pid()")
-        self.pid = cursor.fetchone()[0]
-        cursor.close()
-        dbapi_connection.rollback()
+        if "backend_pid" not in record.info:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            record.info["backend_pid"] = cursor.fetchone()[0]
+            cursor.close()
+            dbapi_connection.rollback()
+        self.pid = record.info["backend_pid"]
+
+    def _watching(self) -> bool:
+        return threading.current_thread() is self._migrating and not self._stop.is_set()
 
     def _before(self, _: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not NOT_A_STEP.search(statement):
+        if self._watching() and not NOT_A_STEP.search(statement):
             autocommit = bool(getattr(cursor.connection, "autocommit", False))
             self.steps.append(Step(label(statement), autocommit, time.perf_counter()))
 
     def _after(self, _: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not NOT_A_STEP.search(statement) and self.steps:
+        if self._watching() and not NOT_A_STEP.search(statement) and self.steps:
             self.steps[-1].ended = time.perf_counter()
 
     def start(self) -> None:
         self.steps, self.pid = [], None
+        self._migrating = threading.current_thread()
         self._stop.clear()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()

@@ -149,8 +149,8 @@ class GaveUp(Exception):
     """The retry budget ran out; the message says what held the lock."""
 
 
-def upgrade_with_retries(config: Config, budget: str) -> None:
-    """``alembic upgrade head``, run again after each lock timeout, within the budget.
+def upgrade_with_retries(config: Config, budget: str, target: str = "head") -> None:
+    """``alembic upgrade TARGET``, run again after each lock timeout, within the budget.
 
     Between attempts the running release's requests, which queued behind the
     waiting statement, go through; the wait grows from the lock timeout, with
@@ -160,7 +160,7 @@ def upgrade_with_retries(config: Config, budget: str) -> None:
     deadline = time.monotonic() + seconds(budget)
     for attempt in itertools.count(1):
         try:
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
             return
         except LockTimeout as timeout:
             backoff = lock_timeout * min(2 ** (attempt - 1), MOST_BACKOFF_IN_LOCK_TIMEOUTS)

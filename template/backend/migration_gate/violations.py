@@ -22,9 +22,18 @@ The counts follow Postgres' rules:
 
 from __future__ import annotations
 
+import queue
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
+# The counts run side by side on this many connections (the copy is disposable, and its
+# server idle meanwhile), each with this much memory for a GROUP BY.
+COUNT_CONNECTIONS = 3
+WORK_MEM = "128MB"
 # The tables of the project's schemas, with what the counts need of each.
 TABLES = """
 SELECT c.oid::bigint, c.oid::regclass::text
@@ -229,32 +238,62 @@ def touched_tables(before: Catalog, after: Catalog) -> list[str]:
     ]
 
 
-def count(cursor: Any, constraints: list[Constraint]) -> None:
-    """Count each constraint's violating rows, and its table's rows, on the copy (``cursor``
-    in autocommit). NOT NULL and CHECK conditions are counted in one scan of their table
-    with its rows. A query that cannot run there (it uses what the same revision adds)
-    leaves its constraint not counted."""
-    cursor.execute("SET work_mem = '256MB'")  # a GROUP BY in memory; the copy is disposable
+def count(
+    connect: Callable[[], AbstractContextManager[Any]],
+    constraints: list[Constraint],
+    connections: int = COUNT_CONNECTIONS,
+) -> None:
+    """Count each constraint's violating rows, and its table's rows, on the copy, over up to
+    ``connections`` cursors in autocommit that ``connect()`` opens, one query each at a time.
+    NOT NULL and CHECK conditions are counted in one scan of their table with its rows. A
+    query that cannot run there (it uses what the same revision adds) leaves its constraint
+    not counted."""
     by_table: dict[str, list[Constraint]] = {}
     for constraint in constraints:
         by_table.setdefault(constraint.table, []).append(constraint)
+    jobs: queue.SimpleQueue[Callable[[Any], None]] = queue.SimpleQueue()
     for table, each in by_table.items():
-        scanned = [constraint for constraint in each if constraint.scanned]
-        filters = "".join(f", count(*) FILTER (WHERE {c.query})" for c in scanned)
-        found = counted(cursor, f"SELECT count(*){filters} FROM {table}")
-        if found is None:  # one condition cannot run here: each on its own
-            found = [*counted(cursor, f"SELECT count(*) FROM {table}"), *([None] * len(scanned))]
-        for constraint in each:
-            constraint.rows = found[0]
-        for constraint, violating in zip(scanned, found[1:], strict=True):
-            if violating is None:
-                violating = single(cursor, f"SELECT count(*) FROM {table} WHERE {constraint.query}")
-            constraint.violating = violating
+        jobs.put(partial(count_table, table, each))
         for constraint in each:
             if not constraint.scanned:
-                constraint.violating = single(cursor, constraint.query)
-            if constraint.violating is None:
-                constraint.not_counted = "not counted: it uses what the revision adds"
+                jobs.put(partial(count_one, constraint))
+
+    def work() -> None:
+        with connect() as cursor:
+            cursor.execute(f"SET work_mem = '{WORK_MEM}'")  # a GROUP BY in memory
+            while True:
+                try:
+                    job = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                job(cursor)
+
+    workers = max(1, min(connections, jobs.qsize()))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for worker in [pool.submit(work) for _ in range(workers)]:
+            worker.result()
+    for constraint in constraints:
+        if constraint.violating is None:
+            constraint.not_counted = "not counted: it uses what the revision adds"
+
+
+def count_table(table: str, each: list[Constraint], cursor: Any) -> None:
+    """The table's rows, and its NOT NULL and CHECK conditions' violators, in one scan."""
+    scanned = [constraint for constraint in each if constraint.scanned]
+    filters = "".join(f", count(*) FILTER (WHERE {c.query})" for c in scanned)
+    found = counted(cursor, f"SELECT count(*){filters} FROM {table}")
+    if found is None:  # one condition cannot run here: each on its own
+        found = [*counted(cursor, f"SELECT count(*) FROM {table}"), *([None] * len(scanned))]
+    for constraint in each:
+        constraint.rows = found[0]
+    for constraint, violating in zip(scanned, found[1:], strict=True):
+        if violating is None:
+            violating = single(cursor, f"SELECT count(*) FROM {table} WHERE {constraint.query}")
+        constraint.violating = violating
+
+
+def count_one(constraint: Constraint, cursor: Any) -> None:
+    constraint.violating = single(cursor, constraint.query)
 
 
 def counted(cursor: Any, query: str) -> list[Any] | None:

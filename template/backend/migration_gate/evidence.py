@@ -25,7 +25,7 @@ from alembic import command
 from alembic.script import Script
 from sqlalchemy import Engine
 
-from .hazards import ROWS_RULES, evidence_problem, stale
+from .hazards import ROWS_RULES, DeclarationError, accepted_hazards, evidence_problem, stale
 from .project import engine_for, project_config
 from .revisions import where
 from .schema_state import own_connection
@@ -46,22 +46,21 @@ WHERE k.contype = 'f' AND k.confrelid = %s::regclass AND k.conrelid <> k.confrel
 
 def rehearsed_rules(revision: Script) -> set[str]:
     """The ``rows-*`` rules the revision accepts with evidence of its upgrade as it is."""
-    declared = getattr(revision.module, "accepted_hazards", {})
-    if not isinstance(declared, dict):
+    try:
+        declared = accepted_hazards(revision)
+    except DeclarationError:  # lint-migrations says why
         return set()
     return {
         rule
         for rule, reason in declared.items()
-        if rule in ROWS_RULES
-        and isinstance(reason, str)
-        and evidence_problem(revision, rule, reason) is None
+        if rule in ROWS_RULES and evidence_problem(revision, rule, reason) is None
     }
 
 
 def learn(engine: Engine, revisions: list[Script]) -> dict[str, list[Constraint]]:
     """What each of ``revisions`` (oldest first) adds to the tables that exist before it: a
-    scratch database on ``engine``'s server climbs the schema alone to each. A revision that
-    fails there is left out; the climb on rows says why."""
+    scratch database on ``engine``'s server climbs the schema alone to each. From the first
+    revision that fails there on, they are left out: the climb on rows fails there too."""
     server = server_from_url(engine.url.render_as_string(hide_password=False))
     added: dict[str, list[Constraint]] = {}
     with temporary_database(server) as url:

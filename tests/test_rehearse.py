@@ -235,6 +235,17 @@ def assert_steps_are_the_revisions(report: dict[str, Any]) -> None:
     for build in builds:
         modes = {lock["mode"] for lock in build["locks"]}
         assert build["seconds"] > 0 and "SHARE UPDATE EXCLUSIVE" in modes, build
+    # The brief ones are exact: run in a transaction of their own, their locks read at the end.
+    brief = {
+        "SET NOT NULL": "ACCESS EXCLUSIVE",
+        "CHECK (char_length(name) > 0) NOT VALID": "ACCESS EXCLUSIVE",
+        "FOREIGN KEY (team_id) REFERENCES team": "SHARE ROW EXCLUSIVE",
+    }
+    for statement, mode in brief.items():
+        [step] = [step for step in steps if statement in step["statement"]]
+        held = {(lock["table"], lock["mode"]): lock["seconds"] for lock in step["locks"]}
+        assert held.get(("user", mode)) == pytest.approx(step["seconds"], abs=1e-3), step
+        assert step["seconds"] > 0, step
 
 
 def assert_nothing_leaks(text: str) -> None:
@@ -320,6 +331,7 @@ def test_a_clean_copy_passes_and_its_evidence_goes_on_the_record(
         lines = [line for line in text.splitlines() if line.startswith(f"rehearse: {CONSTRAINTS}")]
         assert len(lines) == 1
         assert "SHARE UPDATE EXCLUSIVE on user" in lines[0]
+        assert re.search(r"ACCESS EXCLUSIVE on user \d+ ms \(blocks reads and writes\)", lines[0])
         assert f"0 of {USERS:,} user rows share nickname (uq_user_nickname) with" in lines[0]
         assert "the running release waited at most" in lines[0]
         [widened] = [line for line in text.splitlines() if line.startswith(f"rehearse: {WIDEN}")]

@@ -3,7 +3,11 @@
 - ``Watch`` times each statement the migration's connection runs (SQLAlchemy's
   cursor events, in the thread that runs the migration: env.py's lock watcher
   has a connection of the same engine, in a thread of its own), and knows which
-  ran in an ``autocommit_block()``. A thread on
+  ran in an ``autocommit_block()``. Such a statement that can run in a
+  transaction runs in one of its own, as the gate measures it (``trace.py``):
+  the locks it holds at its end are read before the commit, exactly, however
+  short (an ``ADD CONSTRAINT ... NOT VALID`` holds ACCESS EXCLUSIVE for a few
+  milliseconds). For the others (``CONCURRENTLY``) a thread on
   a second connection samples that backend's locks in ``pg_locks`` every
   ``SAMPLE_SECONDS``: a lock counts for the statement that runs (or ran last)
   when it is sampled, held from its first sample to its last, plus one interval. So
@@ -34,6 +38,7 @@ from sqlalchemy import Engine, event
 
 from .project import PACKAGE
 from .running_release import ROWS, ReleaseUnavailable, export_package
+from .trace import IDLE, OWN_TRANSACTION, STEP, side
 
 SAMPLE_SECONDS = 0.01
 TRAFFIC = Path(__file__).with_name("release_traffic.py")
@@ -44,6 +49,7 @@ WHERE l.pid = %s AND l.granted AND l.locktype = 'relation' AND c.relkind IN ('r'
   AND l.mode <> 'AccessShareLock' AND c.relname <> 'alembic_version'
   AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
 """
+HELD_HERE = HELD.replace("%s", "pg_backend_pid()")
 # Statements of Alembic and env.py themselves, not of the revision.
 NOT_A_STEP = re.compile(r"^\s*(SELECT|SHOW)\b|alembic_version", re.IGNORECASE)
 LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -69,6 +75,7 @@ class Step:
     started: float
     ended: float | None = None
     locks: dict[tuple[str, str], float] = field(default_factory=dict)  # (table, mode) -> s
+    exact: bool = False  # in a transaction of its own: its locks read at its end, not sampled
 
     @property
     def seconds(self) -> float:
@@ -88,6 +95,7 @@ class Watch:
         event.listen(engine, "checkout", self._checked_out)
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
+        event.listen(engine, "handle_error", self._failed)
 
     def _checked_out(self, dbapi_connection: Any, record: Any, _: Any) -> None:
         """The migration's backend: the connection env.py takes while a revision is watched."""
@@ -105,13 +113,36 @@ class Watch:
         return threading.current_thread() is self._migrating and not self._stop.is_set()
 
     def _before(self, _: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if self._watching() and not NOT_A_STEP.search(statement):
-            autocommit = bool(getattr(cursor.connection, "autocommit", False))
-            self.steps.append(Step(label(statement), autocommit, time.perf_counter()))
+        if not self._watching() or NOT_A_STEP.search(statement):
+            return
+        dbapi = cursor.connection
+        autocommit = bool(getattr(dbapi, "autocommit", False))
+        exact = (
+            autocommit
+            and STEP.match(statement) is not None
+            and not OWN_TRANSACTION.search(statement)
+            and dbapi.info.transaction_status == IDLE
+        )
+        if exact:
+            side(dbapi, "BEGIN")
+        self.steps.append(Step(label(statement), autocommit, time.perf_counter(), exact=exact))
 
     def _after(self, _: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if self._watching() and not NOT_A_STEP.search(statement) and self.steps:
-            self.steps[-1].ended = time.perf_counter()
+        if not self._watching() or NOT_A_STEP.search(statement) or not self.steps:
+            return
+        step = self.steps[-1]
+        step.ended = time.perf_counter()
+        if step.exact:
+            held = side(cursor.connection, HELD_HERE)
+            side(cursor.connection, "COMMIT")
+            step.locks = {(table, mode): step.seconds for table, mode in held}
+
+    def _failed(self, context: Any) -> None:
+        """A statement run in a transaction of its own failed: end that transaction."""
+        step = self.steps[-1] if self.steps else None
+        if self._watching() and step and step.exact and step.ended is None and context.cursor:
+            side(context.cursor.connection, "ROLLBACK")
+            step.ended = time.perf_counter()
 
     def start(self) -> None:
         self.steps, self.pid = [], None
@@ -153,7 +184,7 @@ class Watch:
 
     @staticmethod
     def _record(key: tuple[str, str], first: float, last: float, step: Step | None) -> None:
-        if step is not None:
+        if step is not None and not step.exact:
             step.locks[key] = step.locks.get(key, 0.0) + (last - first) + SAMPLE_SECONDS
 
 

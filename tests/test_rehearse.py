@@ -245,7 +245,7 @@ def assert_steps_are_the_revisions(report: dict[str, Any]) -> None:
         [step] = [step for step in steps if statement in step["statement"]]
         held = {(lock["table"], lock["mode"]): lock["seconds"] for lock in step["locks"]}
         assert held.get(("user", mode)) == pytest.approx(step["seconds"], abs=1e-3), step
-        assert step["seconds"] > 0, step
+        assert step["seconds"] > 0 and step["locks_exact"], step
 
 
 def assert_nothing_leaks(text: str) -> None:

@@ -123,12 +123,15 @@ def markdown(where: str, items: Iterable[Rehearsed], outcome: str) -> str:
         parts += [f"- {line(item)}"]
         for step in item.steps:
             kind = "autocommit" if step.autocommit else "in its transaction"
+            kind += ", locks exact" if step.exact else ""
             locks = lock_phrase(step.locks) if step.locks else "no lock seen"
             parts.append(f"  - `{step.statement}` ({kind}): {took(step.seconds)}; {locks}")
     parts += [
         "",
-        f"Locks are sampled every {SAMPLE_SECONDS * 1000:.0f} ms: each duration is exact to "
-        "within one interval, and a lock held for less may be missed.",
+        "Locks exact: the statement ran in a transaction of its own, whose locks were read "
+        f"at its end. The others' locks are sampled every {SAMPLE_SECONDS * 1000:.0f} ms: "
+        "each duration is exact to within one interval, and a lock held for less may be "
+        "missed.",
     ]
     return "\n".join(parts)
 
@@ -150,6 +153,7 @@ def as_json(where: str, items: Iterable[Rehearsed], outcome: str) -> dict[str, A
                     {
                         "statement": step.statement,
                         "autocommit": step.autocommit,
+                        "locks_exact": step.exact,
                         "seconds": round(step.seconds, 4),
                         "locks": [
                             {"table": plain(table), "mode": LOCK_MODES[mode][0], "seconds": s}

@@ -36,6 +36,7 @@ from tests.test_rehearse import (
     CLEAN,
     CONSTRAINTS,
     CONSTRAINTS_REVISION,
+    DROP_TEAM_ID,
     WIDEN,
     seed,
 )
@@ -54,7 +55,7 @@ def build(template: Path, root: Path, production: str, users: int) -> Project:
     project.write_model("user", USER_MODEL + "    nickname: str | None = None\n")
     project.write_model("team", TEAM_MODEL)
     alembic(project, "revision", "--autogenerate", "-m", "user and team")
-    write_revision(project, BASE_REVISION, head_revision(project), ADD_TEAM_ID, "pass")
+    write_revision(project, BASE_REVISION, head_revision(project), ADD_TEAM_ID, DROP_TEAM_ID)
     alembic(project, "upgrade", "head")
     with psycopg.connect(production, autocommit=True) as connection:
         connection.execute(seed(users))

@@ -75,6 +75,7 @@ EXPECTED = {
 }
 BASE_REVISION = "5ba5e0000001"
 ADD_TEAM_ID = "op.add_column('user', sa.Column('team_id', sa.Integer(), nullable=True))"
+DROP_TEAM_ID = "op.drop_column('user', 'team_id')"
 CONSTRAINTS = "c0n57a1n75aa"
 WIDEN = "w1de0000b1ed"
 CONSTRAINTS_REVISION = f'''"""add nickname unique and required, team foreign key, name check"""
@@ -162,7 +163,7 @@ def production(project_with_history: Project, postgres_server: object) -> Iterat
     """The project at a committed base (team_id added), its production migrated and seeded,
     and the new revisions uncommitted."""
     project = project_with_history
-    write_revision(project, BASE_REVISION, head_revision(project), ADD_TEAM_ID, "pass")
+    write_revision(project, BASE_REVISION, head_revision(project), ADD_TEAM_ID, DROP_TEAM_ID)
     url = project.env["DATABASE_URL"]
     migrated = project.alembic("upgrade", "head")
     assert migrated.returncode == 0, output(migrated)
@@ -215,10 +216,11 @@ def fingerprint(project: Project, revision_file: Path) -> str:
 
 
 def climb_on_gate_rows(project: Project, production: str) -> subprocess.CompletedProcess[str]:
-    """The gate's climb, with the new revisions on the gate's rows."""
+    """The gate's climb and descent, with the new revisions on the gate's rows."""
     server = production.rsplit("/", 1)[0] + "/postgres"
     return project.run(
-        str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider", "-k", "upgrade_from_empty",
+        str(project.bin / "pytest"), "-q", "-p", "no:cacheprovider",
+        "-k", "upgrade_from_empty or every_downgrade",
         TEST_DATABASE_URL=server, MIGRATION_LINT_BASE="HEAD",
     )  # fmt: skip
 
@@ -229,7 +231,10 @@ def assert_steps_are_the_revisions(report: dict[str, Any]) -> None:
     assert not [step for step in steps if step["statement"].startswith("SET ")], steps
     [rewrite] = [step for step in steps if "TYPE BIGINT" in step["statement"]]
     held = {lock["mode"]: lock["seconds"] for lock in rewrite["locks"]}
-    assert rewrite["seconds"] > 0.05 and held["ACCESS EXCLUSIVE"] >= rewrite["seconds"], rewrite
+    # sampled: exact to within an interval or two, more when the machine is busy
+    assert rewrite["seconds"] > 0.05 and held["ACCESS EXCLUSIVE"] >= 0.8 * rewrite["seconds"], (
+        rewrite
+    )
     builds = [step for step in steps if "CONCURRENTLY" in step["statement"]]
     assert len(builds) == 3, steps
     for build in builds:
@@ -359,7 +364,13 @@ def test_a_clean_copy_passes_and_its_evidence_goes_on_the_record(
     )
 
     # The gate's rows hold what the evidence says: the revision has no data step, yet it
-    # climbs them. (The project's models, docs and the widening fail other gate tests.)
+    # climbs them, and the way down loses nothing the gate did not remove itself. (The
+    # project's models and docs fail other gate tests; the widening is not reversible once
+    # ids pass 2**31, and says so.)
+    widen = next(p for p in project.revision_files() if p.name.startswith(WIDEN))
+    widen_source = widen.read_text()
+    not_reversible = {"lossy-downgrade": "ids past 2**31 fit no integer again"}
+    widen.write_text(widen_source + f"\naccepted_hazards = {json.dumps(not_reversible)}\n")
     climbed = climb_on_gate_rows(project, production)
     assert climbed.returncode == 0, output(climbed)
     for removed in ("nickname (uq_user_nickname) (accepted rows-unique)",
@@ -372,14 +383,11 @@ def test_a_clean_copy_passes_and_its_evidence_goes_on_the_record(
         assert re.search(pattern, climbed.stdout), (removed, climbed.stdout)
 
     # Evidence for a kind of constraint the revision does not add is stale.
-    widen = next(p for p in project.revision_files() if p.name.startswith(WIDEN))
-    widen_source = widen.read_text()
     mark = re.search(r"upgrade ([0-9a-f]{8})\)$", entries["rows-check"])
     assert mark, entries
     elsewhere = entries["rows-check"].replace(mark.group(1), fingerprint(project, widen))
-    widen.write_text(
-        widen_source + f"\naccepted_hazards = {json.dumps({'rows-check': elsewhere})}\n"
-    )
+    accepted = {**not_reversible, "rows-check": elsewhere}
+    widen.write_text(widen_source + f"\naccepted_hazards = {json.dumps(accepted)}\n")
     not_fired = climb_on_gate_rows(project, production)
     assert not_fired.returncode == 1, output(not_fired)
     assert (

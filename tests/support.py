@@ -293,6 +293,17 @@ def write_revision(project: Project, rev: str, down: str, upgrade: str, downgrad
     return path
 
 
+def add_revision(
+    project: Project, rev: str, upgrade: str, downgrade: str, accepted: str = ""
+) -> Path:
+    """A hand-written revision on top of head; ``accepted`` is its ``accepted_hazards`` line."""
+    path = write_revision(project, rev, head_revision(project), upgrade, downgrade)
+    if accepted:
+        source = path.read_text()
+        path.write_text(source.replace("depends_on = None\n", f"depends_on = None\n{accepted}\n"))
+    return path
+
+
 def revision_ids(path: Path) -> tuple[str, tuple[str, ...]]:
     """A revision file's ``revision`` and its ``down_revision`` ids, as the file assigns them."""
     found: dict[str, object] = {}

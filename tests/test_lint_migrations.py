@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from .support import Project, git, head_revision, output, write_revision
+from .support import Project, add_revision, git, output
 
 DROP_NICKNAME = "op.drop_column('user', 'nickname')"
 RESTORE_NICKNAME = "op.add_column('user', sa.Column('nickname', sa.String(), nullable=True))"
@@ -42,17 +41,6 @@ print(json.dumps([[r.down_revision, r.revision, sql] for r, sql in rendered]))
 
 def lint(project: Project, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return project.gate_command("lint-migrations", *args, **env)
-
-
-def add_revision(
-    project: Project, rev: str, upgrade: str, downgrade: str, accepted: str | None = None
-) -> Path:
-    """A new revision on top of head; ``accepted`` is the source of its ``accepted_hazards``."""
-    path = write_revision(project, rev, head_revision(project), upgrade, downgrade)
-    if accepted is not None:
-        source = path.read_text()
-        path.write_text(source.replace("depends_on = None\n", f"depends_on = None\n{accepted}\n"))
-    return path
 
 
 def test_each_revision_is_linted_as_alembic_upgrade_sql_writes_it(

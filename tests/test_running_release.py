@@ -11,9 +11,15 @@ a process of their own, select and insert on the schema the new revisions make.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
-from .support import TEAM_MODEL, USER_MODEL, Project, git, head_revision, output, write_revision
+from .support import (
+    TEAM_MODEL,
+    USER_MODEL,
+    Project,
+    add_revision,
+    git,
+    output,
+)
 
 BASE = {"MIGRATION_LINT_BASE": "baseline"}
 CHECK = "test_the_running_release_keeps_working"
@@ -39,14 +45,6 @@ def review(project: Project, **env: str) -> str:
     return result.stdout
 
 
-def revision(project: Project, rev: str, upgrade: str, downgrade: str, accepted: str = "") -> Path:
-    path = write_revision(project, rev, head_revision(project), upgrade, downgrade)
-    if accepted:
-        source = path.read_text()
-        path.write_text(source.replace("depends_on = None\n", f"depends_on = None\n{accepted}\n"))
-    return path
-
-
 def failure_lines(result: subprocess.CompletedProcess[str], rev: str) -> list[str]:
     assert result.returncode != 0, output(result)
     assert f"FAILED tests/test_migration_gate.py::{CHECK}" in result.stdout, output(result)
@@ -64,7 +62,7 @@ def test_a_column_dropped_with_its_field_in_one_pull_request_breaks_the_running_
 ) -> None:
     project = project_with_history
     project.write_model("user", USER_WITHOUT_NICKNAME)
-    revision(project, "d0d0d0d0d0d0", DROP_NICKNAME, RESTORE_NICKNAME, ACCEPT_DROP)
+    add_revision(project, "d0d0d0d0d0d0", DROP_NICKNAME, RESTORE_NICKNAME, ACCEPT_DROP)
 
     [line] = failure_lines(gate(project), "d0d0d0d0d0d0")
 
@@ -95,7 +93,7 @@ def test_the_same_drop_in_two_pull_requests_passes_with_no_acceptance(
     git(project.root, "tag", "release-1")
 
     hooks.write_text(starter)
-    revision(project, "d1d1d1d1d1d1", DROP_NICKNAME, RESTORE_NICKNAME)
+    add_revision(project, "d1d1d1d1d1d1", DROP_NICKNAME, RESTORE_NICKNAME)
     release_2 = gate(project, MIGRATION_LINT_BASE="release-1")
     linted = lint(project, MIGRATION_LINT_BASE="release-1")
 
@@ -125,7 +123,7 @@ def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> 
 def test_a_rename_in_one_step_breaks_the_running_release(project_with_history: Project) -> None:
     project = project_with_history
     project.write_model("user", USER_MODEL + "    handle: str | None = None\n")
-    revision(
+    add_revision(
         project,
         "a1a1a1a1a1a1",
         "op.alter_column('user', 'nickname', new_column_name='handle')",
@@ -151,7 +149,7 @@ def test_a_required_column_with_no_default_breaks_the_running_releases_inserts(
     """The old rows get a value, then the default goes: the old code inserts without it."""
     project = project_with_history
     project.write_model("team", TEAM_MODEL + "    code: str\n")
-    revision(project, "c0c0c0c0c0c0", CODE_REQUIRED, "op.drop_column('team', 'code')")
+    add_revision(project, "c0c0c0c0c0c0", CODE_REQUIRED, "op.drop_column('team', 'code')")
 
     [line] = failure_lines(gate(project), "c0c0c0c0c0c0")
 
@@ -167,7 +165,7 @@ def test_a_type_change_in_one_step_breaks_the_running_releases_inserts(
     """The old code still writes text where the new schema wants a number."""
     project = project_with_history
     project.write_model("team", TEAM_MODEL.replace("title: str", "title: int"))
-    revision(
+    add_revision(
         project,
         "7e7e7e7e7e7e",
         "op.alter_column('team', 'title', type_=sa.Integer(), postgresql_using='length(title)')",
@@ -188,7 +186,7 @@ def test_an_accepted_break_passes_and_an_acceptance_needs_its_reason(
 ) -> None:
     project = project_with_history
     project.write_model("team", TEAM_MODEL + "    code: str\n")
-    path = revision(
+    path = add_revision(
         project,
         "c1c1c1c1c1c1",
         CODE_REQUIRED,
@@ -208,7 +206,7 @@ def test_an_accepted_break_passes_and_an_acceptance_needs_its_reason(
 def test_an_acceptance_that_no_longer_applies_fails(project_with_history: Project) -> None:
     project = project_with_history
     project.write_model("team", TEAM_MODEL + "    motto: str | None = None\n")
-    revision(
+    add_revision(
         project,
         "0a0a0a0a0a0a",
         "op.add_column('team', sa.Column('motto', sa.String(), nullable=True))",
@@ -222,7 +220,7 @@ def test_an_acceptance_that_no_longer_applies_fails(project_with_history: Projec
 def test_with_no_base_ref_the_check_is_skipped_in_one_line(project_with_history: Project) -> None:
     project = project_with_history
     project.write_model("user", USER_WITHOUT_NICKNAME)
-    revision(project, "d2d2d2d2d2d2", DROP_NICKNAME, RESTORE_NICKNAME, ACCEPT_DROP)
+    add_revision(project, "d2d2d2d2d2d2", DROP_NICKNAME, RESTORE_NICKNAME, ACCEPT_DROP)
     result = gate(project, MIGRATION_LINT_BASE="")
     assert result.returncode == 0, output(result)
     skipped = [line for line in result.stdout.splitlines() if "running release is not" in line]
@@ -241,7 +239,7 @@ def test_a_base_whose_models_no_longer_import_is_named_and_skipped(
     git(project.root, "tag", "broken-base")
     model.write_text(source)
     project.write_model("team", TEAM_MODEL + "    motto: str | None = None\n")
-    revision(
+    add_revision(
         project,
         "0b0b0b0b0b0b",
         "op.add_column('team', sa.Column('motto', sa.String(), nullable=True))",

@@ -30,15 +30,18 @@ from .project import engine_for, project_config
 from .revisions import where
 from .schema_state import own_connection
 from .servers import server_from_url, temporary_database
-from .violations import Constraint, added_constraints, plain, read_catalog
+from .violations import (
+    CHILD_COLUMNS,
+    PARENT_COLUMNS,
+    Constraint,
+    added_constraints,
+    plain,
+    read_catalog,
+)
 
 # The tables whose foreign keys point at a table: their rows go with the rows they point at.
-REFERENCING = """
-SELECT k.conrelid::regclass::text,
-       array(SELECT quote_ident(a.attname) FROM unnest(k.conkey) WITH ORDINALITY AS u(n, o)
-             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o),
-       array(SELECT quote_ident(a.attname) FROM unnest(k.confkey) WITH ORDINALITY AS u(n, o)
-             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o)
+REFERENCING = f"""
+SELECT k.conrelid::regclass::text, {CHILD_COLUMNS}, {PARENT_COLUMNS}
 FROM pg_constraint k
 WHERE k.contype = 'f' AND k.confrelid = %s::regclass AND k.conrelid <> k.confrelid
 """

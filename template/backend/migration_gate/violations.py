@@ -55,13 +55,17 @@ SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text,
 FROM pg_index i
 WHERE i.indrelid = ANY(%s::text[]::oid[]) AND i.indisunique
 """
-CONSTRAINTS = """
+# A constraint's columns (of ``pg_constraint k``), quoted, in the constraint's order: those
+# of its table (``conkey``, ``conrelid``), or those a foreign key points at (``confkey``,
+# ``confrelid``).
+CONSTRAINT_COLUMNS = """array(
+    SELECT quote_ident(a.attname) FROM unnest(k.{keys}) WITH ORDINALITY AS u(n, o)
+    JOIN pg_attribute a ON a.attrelid = k.{table} AND a.attnum = u.n ORDER BY u.o)"""
+CHILD_COLUMNS = CONSTRAINT_COLUMNS.format(keys="conkey", table="conrelid")
+PARENT_COLUMNS = CONSTRAINT_COLUMNS.format(keys="confkey", table="confrelid")
+CONSTRAINTS = f"""
 SELECT k.conrelid::regclass::text, quote_ident(k.conname), k.contype, k.convalidated,
-       array(SELECT quote_ident(a.attname) FROM unnest(k.conkey) WITH ORDINALITY AS u(n, o)
-             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o),
-       k.confrelid::regclass::text,
-       array(SELECT quote_ident(a.attname) FROM unnest(k.confkey) WITH ORDINALITY AS u(n, o)
-             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o),
+       {CHILD_COLUMNS}, k.confrelid::regclass::text, {PARENT_COLUMNS},
        k.confmatchtype, pg_get_expr(k.conbin, k.conrelid, true)
 FROM pg_constraint k
 WHERE k.conrelid = ANY(%s::text[]::oid[]) AND k.contype IN ('f', 'c')
